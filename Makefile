@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` (install + the main job) and `make test` (install + the suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test bench-gateway clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned and installed first so pip takes the CPU build, never a multi-GB CUDA one.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/protege demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench-gateway: $(STAMP)
+	$(PY) bench/gateway.py
+
+clean:
+	rm -rf $(VENV) protege-demo .pytest_cache

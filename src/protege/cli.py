@@ -1,0 +1,311 @@
+"""The `protege` command line: a thin layer over the library. Each command's docstring is its help."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from protege.config import ConfigError, load_settings
+from protege.store import CallFilter, open_store
+
+app = typer.Typer(help="protege: log your agent's LLM calls and turn the recurring ones into small specialist models.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+logs_app = typer.Typer(help="Read the call log.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage gateway API keys.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Settings file (default $PROTEGE_HOME/protege.toml).")]
+DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Store URL or SQLite path (default $PROTEGE_HOME/protege.db).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (stable; see docs/cli.md).")]
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]Error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _settings(config: Path | None = None, **overrides):
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as e:
+        fail(str(e))
+
+
+def _store(database: str | None, config: Path | None = None):
+    try:
+        return open_store(_settings(config).database if database is None else database)
+    except (RuntimeError, ValueError) as e:
+        fail(str(e))
+
+
+def _time(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        fail(f"{flag} {value!r} is neither a Unix time nor an ISO date such as 2026-01-31 or 2026-01-31T12:00.")
+
+
+@app.command()
+def serve(
+    upstream: Annotated[Optional[str], typer.Option(help="Base URL of the OpenAI-compatible upstream, e.g. https://api.openai.com/v1.")] = None,
+    upstream_key_env: Annotated[Optional[str], typer.Option(help="Environment variable with the upstream's API key.")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8787).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes sharing the port.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the OpenAI-compatible gateway: forward chat completions upstream and log every call."""
+    import uvicorn
+
+    from protege.gateway.app import SETTINGS_ENV, create_app
+
+    settings = _settings(config, upstream=upstream, upstream_key_env=upstream_key_env, host=host, port=port,
+                         workers=workers, database=database)
+    g = settings.gateway
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    err.print(f"protege gateway on http://{g.host}:{g.port}/v1  (upstreams: "
+              f"{', '.join(f'{u.name}={u.base_url}' for u in settings.upstreams) or 'none'})")
+    common = dict(host=g.host, port=g.port, log_level="warning", access_log=False, http="httptools",
+                  loop="uvloop", timeout_keep_alive=30)
+    if g.workers > 1:
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("protege.gateway.app:app_from_env", factory=True, workers=g.workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+
+
+@app.command()
+def replay(
+    traces: Annotated[list[Path], typer.Argument(help="JSONL (or .jsonl.gz) files of {'request', 'response'} pairs.")],
+    host: str = "127.0.0.1",
+    port: int = 8799,
+) -> None:
+    """Run a replay upstream: an OpenAI-compatible server answering with recorded responses."""
+    import uvicorn
+
+    from protege.gateway.replay import Recordings, create_replay_app
+
+    missing = [str(p) for p in traces if not p.exists()]
+    if missing:
+        fail(f"No such trace file: {', '.join(missing)}")
+    recordings = Recordings.from_files(*traces)
+    err.print(f"replaying {len(recordings)} recorded calls on http://{host}:{port}/v1")
+    uvicorn.run(create_replay_app(recordings), host=host, port=port, log_level="warning", access_log=False,
+                http="httptools", loop="uvloop")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSONL file (optionally .gz): {'request','response','metadata'} or {'messages'} lines.")],
+    workload: Annotated[Optional[str], typer.Option(help="Workload for lines that carry none.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Import OpenAI-style JSONL logs or chat fine-tuning JSONL; bad lines are reported and skipped."""
+    from protege.store.jsonl import import_jsonl
+
+    if not file.exists():
+        fail(f"No such file: {file}")
+    settings = _settings(config)
+    with _store(database, config) as store:
+        report = import_jsonl(store, file, prices=settings.price_table(), workload=workload)
+    if json:
+        console.print_json(data=report.to_dict())
+        return
+    console.print(f"read {report.read} lines: {report.added} calls added, {report.duplicates} already stored, "
+                  f"{len(report.bad_lines)} bad")
+    for n, reason in report.bad_lines[:20]:
+        err.print(f"  line {n}: {reason}")
+    if len(report.bad_lines) > 20:
+        err.print(f"  ... and {len(report.bad_lines) - 20} more (use --json for all)")
+
+
+@app.command()
+def export(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: standard output).")] = None,
+    format: Annotated[str, typer.Option(help="'chat' (fine-tuning messages) or 'raw' (stored calls).")] = "chat",
+    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Export logged calls as chat fine-tuning JSONL, or with --format raw one stored call per line."""
+    from protege.store.jsonl import iter_export
+
+    if format not in ("chat", "raw"):
+        fail(f"Unknown --format {format!r}; use chat or raw.")
+    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    with _store(database, config) as store:
+        sink = open(out, "wb") if out else sys.stdout.buffer
+        n = 0
+        try:
+            for line in iter_export(store, flt, format):
+                sink.write(line)
+                n += 1
+        finally:
+            if out:
+                sink.close()
+    if out:
+        err.print(f"wrote {n} lines to {out}")
+
+
+@logs_app.command("list")
+def logs_list(
+    limit: int = 20,
+    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The most recent calls, newest first."""
+    with _store(database, config) as store:
+        records = list(store.iter_calls(CallFilter(workload=workload), limit=limit, newest_first=True))
+    if json:
+        cols = ("id", "ts", "source", "workload", "client", "requested_model", "served_by", "status",
+                "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "task_id")
+        sys.stdout.write(orjson.dumps([{c: getattr(r, c) for c in cols} for r in records]).decode() + "\n")
+        return
+    table = Table("id", "time", "workload", "model", "served by", "status", "tokens in/out", "cost $", "ms")
+    for r in records:
+        table.add_row(r.id, datetime.fromtimestamp(r.ts).strftime("%Y-%m-%d %H:%M:%S"), r.workload or "-",
+                      r.requested_model or "-", r.served_by or "-", str(r.status),
+                      f"{r.prompt_tokens or '?'}/{r.completion_tokens or '?'}",
+                      "?" if r.cost_usd is None else f"{r.cost_usd:.5f}",
+                      "-" if r.latency_ms is None else f"{r.latency_ms:.0f}")
+    console.print(table)
+
+
+@logs_app.command("show")
+def logs_show(call_id: str, database: DatabaseOpt = None, config: ConfigOpt = None) -> None:
+    """One call with its raw request and response, as JSON."""
+    with _store(database, config) as store:
+        record = store.get_call(call_id)
+    if record is None:
+        fail(f"No call with id {call_id!r}; `protege logs list` shows recent ids.")
+    sys.stdout.write(orjson.dumps(record.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def print_stats(stats: dict) -> None:
+    t = stats["total"]
+    console.print(f"[bold]{t['calls']}[/] calls, {t['errors']} errors, {t['prompt_tokens']:,} prompt + "
+                  f"{t['completion_tokens']:,} completion tokens, [bold]${t['cost_usd']:.4f}[/]"
+                  + (f" ({t['calls_unknown_cost']} calls of unknown price)" if t["calls_unknown_cost"] else ""))
+    for key, title in (("by_task_label", "task (client label)"), ("by_workload", "workload"), ("by_model", "model")):
+        rows = stats[key]
+        if not rows or (len(rows) == 1 and rows[0]["name"] is None):
+            continue
+        table = Table(title, "calls", "share", "tokens in", "tokens out", "cost $", "mean ms", title=f"by {title}")
+        for row in rows:
+            table.add_row(str(row["name"] if row["name"] is not None else "-"), str(row["calls"]),
+                          f"{row['calls'] / max(t['calls'], 1):.1%}", f"{row['prompt_tokens']:,}",
+                          f"{row['completion_tokens']:,}", f"{row['cost_usd']:.4f}",
+                          "-" if row["mean_latency_ms"] is None else f"{row['mean_latency_ms']:.1f}")
+        console.print(table)
+
+
+@logs_app.command("stats")
+def logs_stats(
+    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Totals of calls, tokens and cost, broken down by task label, workload and model."""
+    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    with _store(database, config) as store:
+        stats = store.stats(flt)
+    if json:
+        console.print_json(data=stats)
+    else:
+        print_stats(stats)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key (shown as the caller in logs).")],
+    role: Annotated[str, typer.Option(help="'client' (completions only) or 'admin' (also reads logs).")] = "client",
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key; it is printed once and only its hash is stored."""
+    from protege.gateway.auth import create_key
+
+    with _store(database, config) as store:
+        try:
+            key = create_key(store, name, role)
+        except ValueError as e:
+            fail(str(e))
+    err.print(f"Created {role} key {name!r}. Store it now; it cannot be shown again:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(database: DatabaseOpt = None, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """The keys with their roles and state (never the keys themselves)."""
+    with _store(database, config) as store:
+        keys = store.list_keys()
+    rows = [{"name": k.name, "role": k.role, "created_ts": k.created_ts, "revoked_ts": k.revoked_ts} for k in keys]
+    if json:
+        console.print_json(data=rows)
+        return
+    table = Table("name", "role", "created", "state")
+    for k in keys:
+        table.add_row(k.name, k.role, datetime.fromtimestamp(k.created_ts).strftime("%Y-%m-%d %H:%M"),
+                      "active" if k.is_active else "revoked")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str, database: DatabaseOpt = None, config: ConfigOpt = None) -> None:
+    """Revoke a key by name; running gateways stop accepting it within seconds."""
+    with _store(database, config) as store:
+        if not store.revoke_key(name):
+            fail(f"No active key named {name!r}; `protege keys list` shows them.")
+    err.print(f"Revoked {name!r}.")
+
+
+@app.command()
+def demo(
+    home: Annotated[Path, typer.Option(help="Folder for the demo's store and logs (emptied first).")] = Path("protege-demo"),
+    calls: Annotated[Optional[int], typer.Option(help="Replay only the first N calls of the traces.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Parallel client connections.")] = 16,
+) -> None:
+    """The main job: replay the bundled agent traces through a running gateway and summarise what was logged."""
+    from protege.demo import run_demo
+
+    try:
+        stats = run_demo(home, calls=calls, concurrency=concurrency, console=console)
+    except RuntimeError as e:
+        fail(str(e))
+    print_stats(stats)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

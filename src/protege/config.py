@@ -1,0 +1,123 @@
+"""protege's settings: `$PROTEGE_HOME/protege.toml` (or `--config FILE`), then command-line flags.
+
+Example `protege.toml`::
+
+    [gateway]
+    host = "127.0.0.1"
+    port = 8787
+    timeout_s = 600
+
+    [[upstreams]]                      # first match on the request's model wins
+    name = "openai"
+    base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"
+    models = ["gpt-*", "o*"]
+
+    [[upstreams]]
+    name = "local-vllm"
+    base_url = "http://127.0.0.1:8000/v1"
+    api_key_env = ""
+    models = ["*"]
+
+    [prices]                           # USD per million tokens; overrides the built-in table
+    "my-finetune" = { input = 0.3, output = 1.2 }
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protege.pricing import Price, PriceTable
+from protege.store.base import protege_home
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpstreamConfig(_Strict):
+    """An OpenAI-compatible API that protege forwards calls to."""
+
+    name: str = "default"
+    base_url: str = Field(description="Base URL including /v1, e.g. https://api.openai.com/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the upstream API key ('' for none)")
+    models: list[str] = Field(default_factory=lambda: ["*"], description="Glob patterns of the model names it serves")
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def serves(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+class GatewayConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8787
+    timeout_s: float = Field(600.0, gt=0, description="Longest wait for an upstream's next bytes")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 502-504, with backoff")
+    workers: int = Field(1, ge=1)
+
+
+class PriceConfig(_Strict):
+    input: float = Field(ge=0, description="USD per million prompt tokens")
+    output: float = Field(ge=0, description="USD per million completion tokens")
+
+
+class Settings(_Strict):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    database: str | None = Field(None, description="Store URL or SQLite path; default $PROTEGE_HOME/protege.db")
+    spool_dir: str | None = Field(None, description="Crash-safe log spool; default $PROTEGE_HOME/spool")
+
+    def price_table(self) -> PriceTable:
+        return PriceTable({m: Price(p.input, p.output) for m, p in self.prices.items()})
+
+    def upstream_for(self, model: str) -> UpstreamConfig | None:
+        return next((u for u in self.upstreams if u.serves(model)), None)
+
+    def resolved_spool_dir(self) -> Path:
+        return Path(self.spool_dir) if self.spool_dir else protege_home() / "spool"
+
+
+class ConfigError(ValueError):
+    """A settings file or flag is wrong; the message names the field and the file."""
+
+
+def load_settings(path: str | os.PathLike | None = None, **overrides) -> Settings:
+    """Read the settings file (default `$PROTEGE_HOME/protege.toml`, optional) and apply overrides."""
+    default = protege_home() / "protege.toml"
+    file = Path(path) if path else default
+    data: dict = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{file} is not valid TOML: {e}. Fix the file or pass --config with another one.") from e
+    elif path:
+        raise ConfigError(f"Config file {file} does not exist; create it or drop --config.")
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"Invalid settings in {file}: {problems}") from e
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "upstream":
+            key_env = overrides.get("upstream_key_env") or "OPENAI_API_KEY"
+            settings.upstreams.insert(0, UpstreamConfig(base_url=value.rstrip("/"), api_key_env=key_env))
+        elif key == "upstream_key_env":
+            continue
+        elif key in GatewayConfig.model_fields:
+            setattr(settings.gateway, key, value)
+        else:
+            setattr(settings, key, value)
+    return settings

@@ -1,0 +1,434 @@
+"""The OpenAI-compatible gateway: forwards chat completions upstream and logs every call.
+
+Build it with `create_app(settings)`; `protege serve` runs it on uvicorn. The request body is
+forwarded byte for byte (every field passes through untouched); streams are relayed chunk by
+chunk and reassembled for the log. Logging goes through the crash-safe spool (`CallLog`), so
+the response never waits for the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from protege.config import Settings, UpstreamConfig
+from protege.gateway.auth import Caller, KeyRing
+from protege.gateway.metrics import GatewayMetrics
+from protege.openai_format import error_body, iter_sse_data, reassemble_chat_stream
+from protege.records import CallRecord, fill_derived_fields, new_call_id
+from protege.store import CallFilter, Store, open_store
+from protege.store.spool import CallLog
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {429, 502, 503, 504}
+DROP_HEADERS = frozenset((
+    "host", "content-length", "authorization", "connection", "keep-alive", "transfer-encoding", "te", "trailer",
+    "upgrade", "proxy-authorization", "proxy-connection", "accept-encoding",
+))
+WORKLOAD_HEADER = "x-protege-workload"
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> Response:
+    return Response(orjson.dumps(error_body(message, type_, code, param)), status, media_type="application/json")
+
+
+class UpstreamUnavailable(Exception):
+    def __init__(self, status: int, message: str, code: str):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+class Gateway:
+    """The state behind the routes: settings, store, call log, keys, HTTP session, metrics."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, local_models: Any = None):
+        self.settings = settings
+        self.prices = settings.price_table()
+        self.store = store or open_store(settings.database)
+        self.call_log = CallLog(self.store, settings.resolved_spool_dir())
+        self.keys = KeyRing(self.store)
+        self.metrics = GatewayMetrics(self.call_log)
+        self.local_models = local_models
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        g = self.settings.gateway
+        timeout = aiohttp.ClientTimeout(total=None, connect=g.connect_timeout_s, sock_read=g.timeout_s)
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=True)
+        if self.keys.is_open:
+            log.warning(
+                "protege gateway is in OPEN MODE: no API keys exist, so anyone who can reach it may call "
+                "completions and read the logs. For shared use run `protege keys create --role admin`."
+            )
+        if not self.settings.upstreams:
+            log.warning("No upstream configured: only local models can answer. Use --upstream URL or protege.toml.")
+
+    async def stop(self) -> None:
+        if self.session:
+            await self.session.close()
+        await run_in_threadpool(self.call_log.close)
+        self.store.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def authenticate(self, request: Request) -> Caller | Response:
+        caller = self.keys.authenticate(request.headers.get("authorization"))
+        if caller is None:
+            return _error(401, "Invalid or missing protege API key. Pass `Authorization: Bearer pk-...`; "
+                          "an admin creates keys with `protege keys create`.", "authentication_error", "invalid_api_key")
+        return caller
+
+    def log_call(self, record: CallRecord) -> None:
+        fill_derived_fields(record)
+        if record.served_by and record.served_by.startswith("upstream:"):
+            record.cost_usd = self.prices.cost(
+                record.upstream_model or record.requested_model, record.prompt_tokens, record.completion_tokens
+            )
+            if record.cost_usd:
+                self.metrics.cost.labels(record.upstream_model or record.requested_model).inc(record.cost_usd)
+        elif record.served_by:
+            record.cost_usd = 0.0
+        self.call_log.log(record)
+        self.metrics.requests.labels(str(record.status), record.served_by or "none").inc()
+        if record.latency_ms is not None:
+            self.metrics.latency.labels(record.served_by or "none").observe(record.latency_ms / 1000)
+
+    def upstream_headers(self, upstream: UpstreamConfig, request: Request, caller: Caller) -> dict[str, str]:
+        """The caller's headers minus hop-by-hop ones and protege's own, with the upstream's key."""
+        headers = {k: v for k, v in request.headers.items() if k not in DROP_HEADERS and not k.startswith("x-protege-")}
+        key = upstream.api_key
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        elif caller.name is None and "authorization" in request.headers:
+            headers["authorization"] = request.headers["authorization"]  # open mode: pass the caller's key on
+        return headers
+
+    async def send_upstream(self, upstream: UpstreamConfig, body: bytes, headers: dict) -> aiohttp.ClientResponse:
+        """POST to the upstream, retrying connection errors and 429/502/503/504 with backoff."""
+        assert self.session is not None
+        url = upstream.base_url + "/chat/completions"
+        retries = self.settings.gateway.retries
+        for attempt in range(retries + 1):
+            try:
+                resp = await self.session.post(url, data=body, headers=headers)
+            except (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError) as e:
+                # Only failures to connect are retried: a read timeout means the upstream got the request.
+                if not isinstance(e, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)) or attempt == retries:
+                    raise self._unavailable(upstream, e) from e
+            else:
+                if resp.status not in RETRY_STATUSES or attempt == retries:
+                    return resp
+                delay = _retry_after(resp.headers.get("retry-after"))
+                resp.release()
+                self.metrics.retries.inc()
+                await asyncio.sleep(delay if delay is not None else 0.25 * 2**attempt)
+                continue
+            self.metrics.retries.inc()
+            await asyncio.sleep(0.25 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, upstream: UpstreamConfig, e: BaseException) -> UpstreamUnavailable:
+        if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            return UpstreamUnavailable(
+                504, f"Upstream {upstream.name!r} ({upstream.base_url}) did not answer within "
+                f"{self.settings.gateway.timeout_s:g} s. Raise [gateway] timeout_s in protege.toml if it is just slow.",
+                "upstream_timeout",
+            )
+        return UpstreamUnavailable(
+            502, f"Cannot reach upstream {upstream.name!r} at {upstream.base_url}: {e or type(e).__name__}. "
+            "Check that it is running and that --upstream / protege.toml point at it.", "upstream_unreachable",
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(float(value), 8.0) if value else None
+    except ValueError:
+        return None
+
+
+def _upstream_error_message(body: Any, status: int) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body["error"])
+    return f"upstream returned HTTP {status}"
+
+
+def _parse_request(raw: bytes) -> dict | Response:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        return _error(400, f"The request body is not valid JSON ({e}). Send a JSON chat completions request.")
+    if not isinstance(body, dict):
+        return _error(400, "The request body must be a JSON object.")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return _error(400, "Missing required parameter: 'model' (a string).", param="model", code="missing_required_parameter")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
+        return _error(400, "'messages' must be a non-empty array of message objects.", param="messages")
+    return body
+
+
+async def chat_completions(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    started = time.time()
+    t0 = time.perf_counter()
+    caller = gw.authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    raw = await request.body()
+    body = _parse_request(raw)
+    if isinstance(body, Response):
+        return body
+    workload = request.headers.get(WORKLOAD_HEADER)
+    record = CallRecord(id=new_call_id(), ts=started, request=body, source="gateway", workload=workload, client=caller.name)
+    model = body["model"]
+
+    runtime = gw.local_models.resolve(model) if gw.local_models is not None else None
+    if runtime is not None:
+        return await _serve_locally(gw, runtime, body, record, t0)
+
+    upstream = gw.settings.upstream_for(model)
+    if upstream is None:
+        return _error(404, f"No upstream serves model {model!r}. Add one with --upstream URL or an [[upstreams]] entry "
+                      "whose models match it in protege.toml.", code="model_not_found", param="model")
+    record.served_by = f"upstream:{upstream.name}"
+    try:
+        resp = await gw.send_upstream(upstream, raw, gw.upstream_headers(upstream, request, caller))
+    except UpstreamUnavailable as e:
+        record.status, record.error, record.latency_ms = e.status, e.message, (time.perf_counter() - t0) * 1000
+        gw.log_call(record)
+        return _error(e.status, e.message, "upstream_error", e.code)
+
+    if body.get("stream") and resp.status == 200:
+        return StreamingResponse(
+            _relay_stream(gw, resp, record, t0),
+            media_type=resp.headers.get("content-type", "text/event-stream"),
+            headers={"x-protege-call-id": record.id, "cache-control": "no-cache"},
+        )
+    try:
+        payload = await resp.read()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        err = gw._unavailable(upstream, e)
+        record.status, record.error = err.status, err.message
+        record.latency_ms = (time.perf_counter() - t0) * 1000
+        gw.log_call(record)
+        return _error(err.status, err.message, "upstream_error", err.code)
+    finally:
+        resp.release()
+    record.latency_ms = record.ttft_ms = (time.perf_counter() - t0) * 1000
+    record.status = resp.status
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if resp.status == 200 and isinstance(parsed, dict):
+        record.response = parsed
+    else:
+        record.metadata["upstream_body"] = parsed if parsed is not None else payload[:2000].decode(errors="replace")
+        record.error = _upstream_error_message(parsed, resp.status) if resp.status != 200 else "upstream sent a non-JSON body"
+    gw.log_call(record)  # on disk before the caller sees the answer
+    return Response(payload, resp.status, media_type=resp.headers.get("content-type", "application/json"),
+                    headers={"x-protege-call-id": record.id})
+
+
+async def _relay_stream(gw: Gateway, resp: aiohttp.ClientResponse, record: CallRecord, t0: float):
+    """Pass SSE bytes through as they arrive; log the reassembled response before the final `[DONE]`."""
+    parts: list[bytes] = []
+    logged = False
+
+    def finish(error: str | None = None, status: int = 200) -> None:
+        nonlocal logged
+        if logged:
+            return
+        logged = True
+        raw = b"".join(parts)
+        record.response = reassemble_chat_stream(iter_sse_data(raw))
+        record.latency_ms = (time.perf_counter() - t0) * 1000
+        record.status, record.error = status, error
+        if record.response.get("error") and error is None:
+            record.status, record.error = 502, _upstream_error_message(record.response, 502)
+        gw.log_call(record)
+
+    try:
+        async for chunk in resp.content.iter_any():
+            if record.ttft_ms is None:
+                record.ttft_ms = (time.perf_counter() - t0) * 1000
+            parts.append(chunk)
+            if b"[DONE]" in chunk:
+                finish()
+            yield chunk
+        finish()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        message = f"The upstream stream broke off: {e or type(e).__name__}"
+        finish(message, 502)
+        yield b"data: " + orjson.dumps(error_body(message, "upstream_error", "upstream_stream_error")) + b"\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        finish("The caller disconnected before the stream ended.", 499)
+        raise
+    finally:
+        resp.release()
+
+
+async def _serve_locally(gw: Gateway, runtime: Any, body: dict, record: CallRecord, t0: float) -> Response:
+    """Answer with a local model or specialist (the runtime decides how)."""
+    record.served_by = f"local:{body['model']}"
+    try:
+        response = await run_in_threadpool(runtime.complete, body)
+    except Exception as e:  # the runtime's own errors carry an HTTP status and a code
+        status = getattr(e, "status", 500)
+        record.status, record.error = status, str(e)
+        record.latency_ms = (time.perf_counter() - t0) * 1000
+        gw.log_call(record)
+        return _error(status, str(e), "local_model_error", getattr(e, "code", None))
+    record.response = response
+    record.latency_ms = record.ttft_ms = (time.perf_counter() - t0) * 1000
+    gw.log_call(record)
+    if body.get("stream"):
+        return StreamingResponse(_as_sse(response), media_type="text/event-stream", headers={"x-protege-call-id": record.id})
+    return Response(orjson.dumps(response), 200, media_type="application/json", headers={"x-protege-call-id": record.id})
+
+
+async def _as_sse(response: dict):
+    """A finished completion replayed as one chunk per choice, for callers that asked to stream."""
+    for choice in response.get("choices", []):
+        delta = dict(choice.get("message") or {})
+        if delta.get("tool_calls"):
+            delta["tool_calls"] = [dict(tc, index=i) for i, tc in enumerate(delta["tool_calls"])]
+        chunk = {k: response.get(k) for k in ("id", "created", "model")}
+        chunk |= {"object": "chat.completion.chunk",
+                  "choices": [{"index": choice.get("index", 0), "delta": delta, "finish_reason": choice.get("finish_reason")}]}
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    if response.get("usage"):
+        yield b"data: " + orjson.dumps({"id": response.get("id"), "object": "chat.completion.chunk", "choices": [],
+                                        "usage": response["usage"]}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def list_models(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    caller = gw.authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    models: dict[str, dict] = {}
+    for upstream in gw.settings.upstreams:
+        with contextlib.suppress(Exception):
+            async with gw.session.get(upstream.base_url + "/models", headers=gw.upstream_headers(upstream, request, caller),
+                                      timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                if resp.status == 200:
+                    for m in (await resp.json()).get("data", []):
+                        models.setdefault(m.get("id"), m | {"owned_by": m.get("owned_by") or upstream.name})
+    if gw.local_models is not None:
+        for mid in gw.local_models.model_ids():
+            models.setdefault(mid, {"id": mid, "object": "model", "created": 0, "owned_by": "protege-local"})
+    return JSONResponse({"object": "list", "data": list(models.values())})
+
+
+async def health(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    return JSONResponse({
+        "status": "ok", "open_mode": gw.keys.is_open, "log_backlog": gw.call_log.backlog,
+        "spool_errors": gw.call_log.spool_errors, "upstreams": [u.name for u in gw.settings.upstreams],
+    })
+
+
+async def metrics(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _admin(request: Request) -> Gateway | Response:
+    gw: Gateway = request.app.state.gateway
+    caller = gw.authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    if not caller.is_admin:
+        return _error(403, "Reading logs needs an admin key (`protege keys create --role admin`).", "permission_error")
+    return gw
+
+
+def _filter_from_query(request: Request) -> CallFilter:
+    q = request.query_params
+    num = lambda k: float(q[k]) if k in q else None  # noqa: E731
+    return CallFilter(workload=q.get("workload"), since=num("since"), until=num("until"), model=q.get("model"),
+                      source=q.get("source"), task_id=q.get("task_id"))
+
+
+async def admin_calls(request: Request) -> Response:
+    gw = _admin(request)
+    if isinstance(gw, Response):
+        return gw
+    try:
+        flt, limit = _filter_from_query(request), int(request.query_params.get("limit", 50))
+    except ValueError as e:
+        return _error(400, f"Bad query parameter: {e}")
+    records = await run_in_threadpool(lambda: list(gw.store.iter_calls(flt, limit=limit, newest_first=True)))
+    return Response(orjson.dumps({"object": "list", "data": [r.to_dict() for r in records]}), media_type="application/json")
+
+
+async def admin_call(request: Request) -> Response:
+    gw = _admin(request)
+    if isinstance(gw, Response):
+        return gw
+    record = await run_in_threadpool(gw.store.get_call, request.path_params["call_id"])
+    if record is None:
+        return _error(404, f"No call with id {request.path_params['call_id']!r}.", code="not_found")
+    return Response(orjson.dumps(record.to_dict()), media_type="application/json")
+
+
+async def admin_stats(request: Request) -> Response:
+    gw = _admin(request)
+    if isinstance(gw, Response):
+        return gw
+    try:
+        flt = _filter_from_query(request)
+    except ValueError as e:
+        return _error(400, f"Bad query parameter: {e}")
+    return JSONResponse(await run_in_threadpool(gw.store.stats, flt))
+
+
+def create_app(settings: Settings, *, store: Store | None = None, local_models: Any = None) -> Starlette:
+    """The gateway as an ASGI app. Opening the store and the spool happens at start-up, not here."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        gw = Gateway(settings, store=store, local_models=local_models)
+        app.state.gateway = gw
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/protege/calls", admin_calls, methods=["GET"]),
+        Route("/v1/protege/calls/{call_id}", admin_call, methods=["GET"]),
+        Route("/v1/protege/stats", admin_stats, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+SETTINGS_ENV = "PROTEGE_SERVE_SETTINGS"
+
+
+def app_from_env() -> Starlette:
+    """Factory for multi-worker uvicorn: settings come as JSON in $PROTEGE_SERVE_SETTINGS."""
+    import os
+
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))

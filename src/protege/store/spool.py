@@ -1,0 +1,204 @@
+"""Durable logging off the hot path: an append-only spool on disk drained into the store by a thread.
+
+`CallLog.log(record)` appends one JSON line to this process's spool segment (a single `write(2)`,
+tens of microseconds) and returns; the caller's response never waits for the database. A
+background thread batches new lines into the store. Because every acknowledged call is on disk
+before the caller sees its response, nothing is lost when the process is killed (even SIGKILL):
+the next `CallLog` on the same spool folder replays segments left by dead processes. The spool
+is unbounded on disk, so a slow database never drops calls; it only lets the spool grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from protege.records import CallRecord
+from protege.store.base import Store
+
+log = logging.getLogger(__name__)
+
+SEGMENT_BYTES = 16 * 1024 * 1024
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_complete_lines(path: Path, offset: int = 0) -> tuple[list[CallRecord], int]:
+    """Records from the complete lines of `path` after `offset`, and the offset after the last one."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            records.append(CallRecord.from_dict(orjson.loads(line)))
+        except (orjson.JSONDecodeError, TypeError) as e:  # a torn write from a crash mid-line
+            log.error("Skipping an unreadable spool line in %s: %s", path, e)
+    return records, offset + end
+
+
+class CallLog:
+    """Accepts records on the hot path and makes sure each one reaches the store exactly once."""
+
+    def __init__(self, store: Store, spool_dir: str | os.PathLike, *, segment_bytes: int = SEGMENT_BYTES):
+        self.store = store
+        self.spool_dir = Path(spool_dir)
+        self.segment_bytes = segment_bytes
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RuntimeError(f"Cannot create the spool folder {self.spool_dir}: {e}. Set PROTEGE_HOME to a writable folder.") from e
+        self.recovered = self.recover()
+        self._prefix = f"{os.getpid()}-{int(time.time() * 1000)}"
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._segments: list[Path] = []  # this process's segments, oldest first; the last is open
+        self._fd = self._open_segment()
+        self._written = 0
+        self._unspooled: list[CallRecord] = []  # only used while the disk refuses writes
+        self._read_offset = 0
+        self._wake = threading.Event()
+        self._closing = False
+        self.logged = 0
+        self.stored = 0
+        self.spool_errors = 0
+        self.store_errors = 0
+        self._thread = threading.Thread(target=self._run, name="protege-call-log", daemon=True)
+        self._thread.start()
+
+    # -- hot path ---------------------------------------------------------------------------
+    def log(self, record: CallRecord) -> None:
+        """Make `record` durable and queue it for the store. Never raises."""
+        line = orjson.dumps(record) + b"\n"
+        with self._lock:
+            try:
+                os.write(self._fd, line)
+                self._written += len(line)
+                if self._written >= self.segment_bytes:
+                    os.close(self._fd)
+                    self._fd = self._open_segment()
+                    self._written = 0
+            except OSError as e:
+                self.spool_errors += 1
+                self._unspooled.append(record)
+                if self.spool_errors == 1 or self.spool_errors % 1000 == 0:
+                    log.error(
+                        "Cannot write to the spool %s (%s); calls are kept in memory until the disk recovers "
+                        "and are lost if this process dies. Free disk space or move PROTEGE_HOME.",
+                        self.spool_dir, e,
+                    )
+            self.logged += 1
+        self._wake.set()
+
+    # -- background ---------------------------------------------------------------------------
+    def _open_segment(self) -> int:
+        path = self.spool_dir / f"{self._prefix}-{self._seq:06d}.jsonl"
+        self._seq += 1
+        self._segments.append(path)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(0.25)
+            self._wake.clear()
+            closing = self._closing
+            try:
+                self._drain()
+            except Exception as e:  # the database is down or full: keep the spool, retry later
+                self.store_errors += 1
+                log.error("Writing calls to the store failed (%s); they stay in the spool and will be retried.", e)
+                time.sleep(1)
+                continue
+            if closing:
+                return
+
+    def _drain(self) -> None:
+        with self._lock:
+            segments = list(self._segments)
+            unspooled, self._unspooled = self._unspooled, []
+        if unspooled:
+            try:
+                self.stored += self.store.add_calls(unspooled)
+            except Exception:
+                with self._lock:
+                    self._unspooled[:0] = unspooled
+                raise
+        for i, path in enumerate(segments):
+            is_open = i == len(segments) - 1
+            records, end = _read_complete_lines(path, self._read_offset)
+            if records:
+                self.stored += self.store.add_calls(records)
+            self._read_offset = end
+            if is_open:
+                break
+            path.unlink(missing_ok=True)  # fully stored and closed: done with it
+            with self._lock:
+                self._segments.remove(path)
+            self._read_offset = 0
+
+    def recover(self) -> int:
+        """Store what dead processes left in the spool; returns the number of records replayed."""
+        replayed = 0
+        for path in sorted(self.spool_dir.glob("*.jsonl")):
+            pid = int(path.name.split("-", 1)[0]) if path.name.split("-", 1)[0].isdigit() else 0
+            if pid == os.getpid() or (pid and _is_alive(pid)):
+                continue
+            records, _ = _read_complete_lines(path)
+            if records:
+                replayed += len(records)
+                self.store.add_calls(records)  # INSERT OR IGNORE: a second recovery is harmless
+            path.unlink(missing_ok=True)
+        if replayed:
+            log.warning("Recovered %d logged calls from the spool of a process that did not shut down cleanly.", replayed)
+        return replayed
+
+    @property
+    def backlog(self) -> int:
+        """Calls accepted but not yet confirmed in the store (an upper bound while draining)."""
+        return self.logged - self.stored
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything logged so far is in the store."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = bool(self._unspooled)
+                last = self._segments[-1]
+                written = self._written
+                single = len(self._segments) == 1
+            if not pending and single and self._read_offset >= written and last == self._segments[-1]:
+                return True
+            self._wake.set()
+            time.sleep(0.005)
+        return False
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush, stop the writer thread and remove this process's (fully stored) spool."""
+        if self._closing:
+            return
+        flushed = self.flush(timeout)
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout)
+        with self._lock:
+            os.close(self._fd)
+            if flushed:
+                for path in self._segments:
+                    path.unlink(missing_ok=True)
+                self._segments.clear()
+            else:
+                log.error("Shut down with calls not yet in the store; they stay in %s for the next start.", self.spool_dir)

@@ -1,0 +1,254 @@
+"""SQLite store (the default): one file in WAL mode, schema evolved by recorded migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import orjson
+
+from protege.records import CallRecord
+from protege.store.base import ApiKey, CallFilter, Store, register_store
+
+# Each migration runs once, in order, inside a transaction, and is recorded in `_migrations`.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
+
+
+def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_calls(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE calls (
+            id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            source TEXT NOT NULL,
+            workload TEXT,
+            client TEXT,
+            requested_model TEXT,
+            upstream_model TEXT,
+            served_by TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            has_tools INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            latency_ms REAL,
+            ttft_ms REAL,
+            status INTEGER NOT NULL,
+            error TEXT,
+            request_json TEXT NOT NULL,
+            response_json TEXT,
+            metadata_json TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX calls_ts ON calls(ts)")
+    db.execute("CREATE INDEX calls_workload_ts ON calls(workload, ts)")
+
+
+@migration
+def m002_api_keys(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL CHECK (role IN ('client', 'admin')),
+            key_hash TEXT NOT NULL UNIQUE,
+            created_ts REAL NOT NULL,
+            revoked_ts REAL
+        )"""
+    )
+
+
+@migration
+def m003_task_id(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE calls ADD COLUMN task_id TEXT")
+    db.execute("CREATE INDEX calls_task ON calls(task_id)")
+
+
+def apply_migrations(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
+    """Run the migrations not yet recorded (stopping after `upto` if given); returns those run."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts REAL NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name not in done:
+            with db:
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            applied.append(name)
+        if name == upto:
+            break
+    return applied
+
+
+COLUMNS = (
+    "id ts source workload client requested_model upstream_model served_by stream has_tools "
+    "prompt_tokens completion_tokens cost_usd latency_ms ttft_ms status error "
+    "request_json response_json metadata_json task_id"
+).split()
+_INSERT = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def _row(r: CallRecord) -> tuple:
+    return (
+        r.id, r.ts, r.source, r.workload, r.client, r.requested_model, r.upstream_model, r.served_by,
+        int(r.stream), int(r.has_tools), r.prompt_tokens, r.completion_tokens, r.cost_usd,
+        r.latency_ms, r.ttft_ms, r.status, r.error, orjson.dumps(r.request).decode(),
+        None if r.response is None else orjson.dumps(r.response).decode(),
+        orjson.dumps(r.metadata).decode(), r.task_id,
+    )  # fmt: skip
+
+
+def _record(row: sqlite3.Row) -> CallRecord:
+    d = dict(row)
+    d["request"] = orjson.loads(d.pop("request_json"))
+    resp = d.pop("response_json")
+    d["response"] = None if resp is None else orjson.loads(resp)
+    d["metadata"] = orjson.loads(d.pop("metadata_json"))
+    d["stream"], d["has_tools"] = bool(d["stream"]), bool(d["has_tools"])
+    return CallRecord.from_dict(d)
+
+
+def _where(flt: CallFilter | None) -> tuple[str, list]:
+    if flt is None:
+        return "", []
+    clauses, args = [], []
+    for column, op, value in (
+        ("workload", "=", flt.workload),
+        ("ts", ">=", flt.since),
+        ("ts", "<", flt.until),
+        ("source", "=", flt.source),
+        ("requested_model", "=", flt.model),
+        ("task_id", "=", flt.task_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class SQLiteStore(Store):
+    """A SQLite file in WAL mode, safe to share between threads and processes."""
+
+    def __init__(self, path: str | Path):
+        path = str(path).removeprefix("sqlite://")
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.isolation_level = ""  # back to implicit transactions for `with self.db:`
+            apply_migrations(self.db)
+        except sqlite3.DatabaseError as e:
+            raise RuntimeError(
+                f"Cannot open the protege database at {self.path}: {e}. If the file is corrupt, move it "
+                f"aside (mv {self.path} {self.path}.bad) and re-import your logs with `protege import`."
+            ) from e
+        self._lock = threading.Lock()
+
+    def add_calls(self, records: Iterable[CallRecord]) -> int:
+        rows = [_row(r) for r in records]
+        with self._lock, self.db:
+            before = self.db.total_changes
+            self.db.executemany(_INSERT, rows)
+            return self.db.total_changes - before
+
+    def get_call(self, call_id: str) -> CallRecord | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def iter_calls(
+        self, flt: CallFilter | None = None, *, limit: int | None = None, newest_first: bool = False
+    ) -> Iterator[CallRecord]:
+        where, args = _where(flt)
+        sql = f"SELECT * FROM calls{where} ORDER BY ts {'DESC' if newest_first else 'ASC'}, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        # A separate read connection, so a long iteration never blocks writers in this process.
+        reader = sqlite3.connect(str(self.path), timeout=30) if str(self.path) != ":memory:" else self.db
+        reader.row_factory = sqlite3.Row
+        try:
+            for row in reader.execute(sql, args):
+                yield _record(row)
+        finally:
+            if reader is not self.db:
+                reader.close()
+
+    def stats(self, flt: CallFilter | None = None) -> dict:
+        where, args = _where(flt)
+        agg = (
+            "COUNT(*) AS calls, SUM(status != 200 OR error IS NOT NULL) AS errors, "
+            "COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, "
+            "COALESCE(SUM(completion_tokens), 0) AS completion_tokens, "
+            "COALESCE(SUM(cost_usd), 0.0) AS cost_usd, SUM(cost_usd IS NULL) AS calls_unknown_cost, "
+            "AVG(latency_ms) AS mean_latency_ms"
+        )
+        groups = {
+            "by_workload": "workload",
+            "by_model": "requested_model",
+            "by_task_label": "json_extract(metadata_json, '$.task')",
+            "by_task": "task_id",
+            "by_served_by": "served_by",
+        }
+        with self._lock:
+            total = dict(self.db.execute(f"SELECT {agg} FROM calls{where}", args).fetchone())
+            out = {"total": _clean(total)}
+            for key, expr in groups.items():
+                rows = self.db.execute(
+                    f"SELECT {expr} AS name, {agg} FROM calls{where} GROUP BY 1 ORDER BY calls DESC, 1", args
+                ).fetchall()
+                out[key] = [_clean(dict(r)) for r in rows]
+        return out
+
+    def set_task_ids(self, mapping: dict[str, str | None]) -> None:
+        with self._lock, self.db:
+            self.db.executemany("UPDATE calls SET task_id = ? WHERE id = ?", [(t, i) for i, t in mapping.items()])
+
+    def add_key(self, key: ApiKey) -> None:
+        try:
+            with self._lock, self.db:
+                self.db.execute(
+                    "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)",
+                    (key.name, key.role, key.key_hash, key.created_ts, key.revoked_ts),
+                )
+        except sqlite3.IntegrityError as e:
+            raise ValueError(f"A key named {key.name!r} already exists; pick another --name.") from e
+
+    def list_keys(self) -> list[ApiKey]:
+        with self._lock:
+            rows = self.db.execute("SELECT * FROM api_keys ORDER BY created_ts").fetchall()
+        return [ApiKey(**dict(r)) for r in rows]
+
+    def revoke_key(self, name: str) -> bool:
+        with self._lock, self.db:
+            cur = self.db.execute(
+                "UPDATE api_keys SET revoked_ts = ? WHERE name = ? AND revoked_ts IS NULL", (time.time(), name)
+            )
+        return cur.rowcount > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+
+def _clean(d: dict) -> dict:
+    d["errors"] = d.get("errors") or 0
+    d["calls_unknown_cost"] = d.get("calls_unknown_cost") or 0
+    d["cost_usd"] = round(d["cost_usd"], 6)
+    if d.get("mean_latency_ms") is not None:
+        d["mean_latency_ms"] = round(d["mean_latency_ms"], 2)
+    return d
+
+
+register_store("sqlite", SQLiteStore)
