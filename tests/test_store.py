@@ -226,3 +226,29 @@ def test_record_ids_are_time_sortable():
     a = new_call_id()
     time.sleep(0.002)
     assert new_call_id() > a
+
+
+def test_full_disk_keeps_calls_in_memory_and_says_so(tmp_path, monkeypatch, caplog):
+    """When the spool cannot be written (ENOSPC), calls still reach the store and the error names the fix."""
+    import errno
+
+    from protege.store import spool as spool_module
+
+    store = open_store(tmp_path / "p.db")
+    call_log = CallLog(store, tmp_path / "spool")
+    real_write = os.write
+
+    def full_disk(fd, data):
+        if fd == call_log._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(spool_module.os, "write", full_disk)
+    with caplog.at_level("ERROR"):
+        for i in range(10):
+            call_log.log(record(i))
+    assert call_log.flush(30)
+    assert call_log.spool_errors == 10 and len(list(store.iter_calls())) == 10
+    assert "Free disk space or move PROTEGE_HOME" in caplog.text
+    monkeypatch.undo()
+    call_log.close()
