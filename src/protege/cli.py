@@ -303,6 +303,94 @@ def demo(
     print_stats(stats)
 
 
+@app.command()
+def analyze(
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
+    assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one JSON line per call: {call_id, task_id}.")] = None,
+    embedder: Annotated[str, typer.Option(help="'minilm' (needs protege[analyze]) or 'hashing' (no model).")] = "minilm",
+    min_task_size: Annotated[Optional[int], typer.Option(help="Fewest calls a task needs (default: max(10, 1% of calls)).")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="Task catalog file (default $PROTEGE_HOME/tasks.json).")] = None,
+    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Discover the recurring tasks in the log, give them stable ids, and report volume, spend and SLM fit."""
+    from protege.cluster.analysis import analyze_calls
+    from protege.cluster.discover import DiscoveryOptions
+    from protege.report.analysis import render_html, tasks_table
+
+    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    with _store(database, config) as store:
+        records = list(store.iter_calls(flt))
+        if not records:
+            fail("No calls in the log yet: log some through `protege serve`, or `protege import FILE`.")
+        try:
+            with err.status(f"analyzing {len(records)} calls...") as status:
+                result = analyze_calls(records, catalog_path=catalog, embedder=embedder,
+                                       options=DiscoveryOptions(min_task_size=min_task_size),
+                                       progress=lambda msg: status.update(msg))
+        except (ImportError, ValueError) as e:
+            fail(str(e))
+        store.set_task_ids(result.assignments)
+    data = result.to_dict()
+    if assignments:
+        with open(assignments, "wb") as f:
+            for cid, tid in result.assignments.items():
+                f.write(orjson.dumps({"call_id": cid, "task_id": tid}) + b"\n")
+    if html:
+        html.write_text(render_html(data), encoding="utf-8")
+        err.print(f"wrote {html}")
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    else:
+        console.print(tasks_table(data))
+
+
+@app.command()
+def curate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the per-task train/test JSONL and report.json.")] = Path("curated"),
+    test_share: Annotated[float, typer.Option(help="Held-out share per task.")] = 0.2,
+    time_ordered: Annotated[bool, typer.Option(help="Train on older calls, test on newer ones.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the (hash-ordered) split.")] = 0,
+    fake: Annotated[bool, typer.Option(help="Replace PII with realistic fake values instead of <TYPE_n> placeholders.")] = False,
+    near_duplicates: Annotated[bool, typer.Option(help="Drop near duplicates (MinHash, Jaccard >= 0.9).")] = True,
+    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Scrub PII and secrets, drop failed and duplicate calls, and split each task into train and test sets."""
+    from protege.curate.pipeline import curate_calls
+    from protege.curate.scrub import Scrubber
+
+    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    with _store(database, config) as store:
+        try:
+            with err.status("curating..."):
+                result = curate_calls(store.iter_calls(flt), out, scrubber=Scrubber(mode="fake" if fake else "placeholder"),
+                                      near_duplicate_threshold=0.9 if near_duplicates else None,
+                                      test_share=test_share, time_ordered=time_ordered, seed=seed)
+        except (ImportError, ValueError) as e:
+            fail(str(e))
+    data = result.to_dict()
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    f = data["filters"]
+    console.print(f"kept {f['kept']} of {f['total']} calls; dropped: {f['dropped'] or 'none'}")
+    console.print(f"scrubbed values: {data['scrubbed'] or 'none'}")
+    if not data["splits"]:
+        err.print("No call has a task yet: run `protege analyze` first.")
+    for task, counts in sorted(data["splits"].items()):
+        console.print(f"  {task}: {counts['train']} train / {counts['test']} test")
+    console.print(f"wrote {out}/")
+
+
 def main() -> None:
     app()
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx2
 
+from protege.data import demo_traces_path
 from protege.gateway.replay import read_jsonl
 from protege.store import open_store
 
@@ -69,8 +70,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
             proc.wait()
 
 
-def demo_traces_path() -> Path:
-    path = Path(__file__).parent / "data" / "demo_traces.jsonl.gz"
+def bundled_traces() -> Path:
+    path = demo_traces_path()
     if not path.exists():
         raise RuntimeError(f"The bundled traces are missing at {path}; regenerate them with "
                            "`python scripts/make_demo_traces.py`.")
@@ -82,7 +83,7 @@ def run_demo(home: Path, calls: int | None = None, concurrency: int = 16, consol
     import openai
 
     say = console.print if console else print
-    traces = demo_traces_path()
+    traces = bundled_traces()
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     env = os.environ.copy() | {"PROTEGE_HOME": str(home.resolve())}

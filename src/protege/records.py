@@ -7,7 +7,7 @@ next to the columns people query (model, workload, tokens, cost, latency...).
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -19,7 +19,7 @@ SOURCES = ("gateway", "client", "import")
 
 def new_call_id() -> str:
     """A time-sortable unique id: 12 hex digits of milliseconds, then 12 random hex digits."""
-    return f"{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+    return f"{int(time.time() * 1000):012x}{random.getrandbits(48):012x}"
 
 
 def content_call_id(request: dict, response: dict | None) -> str:
@@ -68,8 +68,7 @@ class CallRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CallRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -77,6 +76,9 @@ class CallRecord:
     @classmethod
     def from_json(cls, raw: bytes | str) -> CallRecord:
         return cls.from_dict(orjson.loads(raw))
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(CallRecord))
 
 
 def fill_derived_fields(record: CallRecord) -> CallRecord:

@@ -102,7 +102,8 @@ class CallLog:
                         self.spool_dir, e,
                     )
             self.logged += 1
-        self._wake.set()
+        if not self._wake.is_set():  # setting an Event takes a lock and notifies: skip it when already set
+            self._wake.set()
 
     # -- background ---------------------------------------------------------------------------
     def _open_segment(self) -> int:
