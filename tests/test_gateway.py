@@ -330,3 +330,17 @@ def test_stats_cli_json_matches_store(start_gateway, home):
     assert stats["total"]["calls"] == 3
     assert stats["by_task_label"] == [stats["by_task_label"][0]] and stats["by_task_label"][0]["name"] == "math"
     assert stats["by_workload"][0]["name"] == "calc"
+
+
+def test_scrub_at_ingest_never_writes_raw_pii(start_gateway, home):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "protege.toml").write_text("scrub_at_ingest = true\n")
+    gw = start_gateway()
+    r = httpx2.post(gw.url + "/chat/completions", json=pair(3)["request"])
+    assert r.json() == pair(3)["response"]  # the caller still gets the real answer
+    [call] = stored_calls(gw.home, 1)
+    stored = json.dumps([call.request, call.response])
+    assert "dana.w@example.org" not in stored and "<EMAIL_1>" in stored
+    assert json.loads(call.response["choices"][0]["message"]["content"])["email"] == "<EMAIL_1>"
+    written = b"".join(p.read_bytes() for p in [*gw.home.glob("protege.db*"), *(gw.home / "spool").glob("*")])
+    assert b"dana.w@example.org" not in written and b"Dana Whitfield" not in written

@@ -21,6 +21,7 @@ import openai
 import orjson
 
 from protege.config import load_settings
+from protege.curate.scrub import ingest_scrubber
 from protege.openai_format import iter_sse_data, reassemble_chat_stream
 from protege.pricing import PriceTable
 from protege.records import CallRecord, fill_derived_fields, new_call_id
@@ -29,11 +30,11 @@ from protege.store.spool import CallLog
 
 log = logging.getLogger(__name__)
 
-_shared: dict[str | None, tuple[CallLog, PriceTable]] = {}
+_shared: dict[str | None, tuple[CallLog, PriceTable, object]] = {}
 _shared_lock = threading.Lock()
 
 
-def _call_log(database: str | None) -> tuple[CallLog, PriceTable]:
+def _call_log(database: str | None) -> tuple[CallLog, PriceTable, object]:
     """One CallLog per database and process, flushed and closed at interpreter exit."""
     key = database or f"{protege_home()}"  # PROTEGE_HOME decides the defaults, so it keys the cache
     with _shared_lock:
@@ -41,7 +42,7 @@ def _call_log(database: str | None) -> tuple[CallLog, PriceTable]:
             settings = load_settings(database=database)
             call_log = CallLog(open_store(settings.database), settings.resolved_spool_dir())
             atexit.register(call_log.close)
-            _shared[key] = (call_log, settings.price_table())
+            _shared[key] = (call_log, settings.price_table(), ingest_scrubber(settings.scrub_at_ingest))
         return _shared[key]
 
 
@@ -77,10 +78,10 @@ class _CallRecorder:
                     r.error = r.error or str((parsed or {}).get("error", {}).get("message") or f"HTTP {status}")
             if r.ttft_ms is None:
                 r.ttft_ms = r.latency_ms
-            call_log, prices = _call_log(self.database)
+            call_log, prices, scrubber = _call_log(self.database)
             fill_derived_fields(r)
             r.cost_usd = prices.cost(r.upstream_model or r.requested_model, r.prompt_tokens, r.completion_tokens)
-            call_log.log(r)
+            call_log.log(r if scrubber is None else scrubber.scrub_record(r))
         except Exception as e:
             log.error("protege could not log a call: %s", e)
 
@@ -211,4 +212,4 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
 def flush(timeout: float = 30.0) -> bool:
     """Wait until every call logged by the drop-in clients of this process is in the store."""
-    return all(call_log.flush(timeout) for call_log, _ in list(_shared.values()))
+    return all(call_log.flush(timeout) for call_log, _, _ in list(_shared.values()))

@@ -76,6 +76,10 @@ class Settings(_Strict):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     database: str | None = Field(None, description="Store URL or SQLite path; default $PROTEGE_HOME/protege.db")
     spool_dir: str | None = Field(None, description="Crash-safe log spool; default $PROTEGE_HOME/spool")
+    scrub_at_ingest: bool = Field(
+        False, description="Scrub PII and secrets before a call is first written anywhere (costs CPU per call; needs protege[curate])"
+    )
+
 
     def price_table(self) -> PriceTable:
         return PriceTable({m: Price(p.input, p.output) for m, p in self.prices.items()})

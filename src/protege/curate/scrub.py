@@ -306,3 +306,8 @@ def scrub_records(records: Iterable[CallRecord], scrubber: Scrubber | None = Non
     scrubber = scrubber or Scrubber()
     for r in records:
         yield scrubber.scrub_record(r)
+
+
+def ingest_scrubber(enabled: bool) -> Scrubber | None:
+    """The scrubber the gateway and the drop-in client apply before a call is first written (`scrub_at_ingest`)."""
+    return Scrubber() if enabled else None

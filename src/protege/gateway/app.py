@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from protege.config import Settings, UpstreamConfig
+from protege.curate.scrub import ingest_scrubber
 from protege.gateway.auth import Caller, KeyRing
 from protege.gateway.metrics import GatewayMetrics
 from protege.openai_format import error_body, iter_sse_data, reassemble_chat_stream
@@ -61,6 +62,7 @@ class Gateway:
         self.keys = KeyRing(self.store)
         self.metrics = GatewayMetrics(self.call_log)
         self.local_models = local_models
+        self.scrubber = ingest_scrubber(settings.scrub_at_ingest)
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -100,6 +102,8 @@ class Gateway:
                 self.metrics.cost.labels(record.upstream_model or record.requested_model).inc(record.cost_usd)
         elif record.served_by:
             record.cost_usd = 0.0
+        if self.scrubber is not None:
+            record = self.scrubber.scrub_record(record)
         self.call_log.log(record)
         self.metrics.requests.labels(str(record.status), record.served_by or "none").inc()
         if record.latency_ms is not None:
