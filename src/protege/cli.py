@@ -22,7 +22,9 @@ app = typer.Typer(help="protege: log your agent's LLM calls and turn the recurri
 logs_app = typer.Typer(help="Read the call log.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage gateway API keys.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
+models_app = typer.Typer(help="The small models protege can serve and distil into.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
 
@@ -70,6 +72,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8787).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes sharing the port.")] = None,
+    local: Annotated[bool, typer.Option(help="Answer requests for local models and specialists (`protege models list`) itself.")] = True,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -81,6 +84,11 @@ def serve(
     settings = _settings(config, upstream=upstream, upstream_key_env=upstream_key_env, host=host, port=port,
                          workers=workers, database=database)
     g = settings.gateway
+    local_models = None
+    if local:
+        from protege.models.serving import LocalModelPool
+
+        local_models = LocalModelPool()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     err.print(f"protege gateway on http://{g.host}:{g.port}/v1  (upstreams: "
               f"{', '.join(f'{u.name}={u.base_url}' for u in settings.upstreams) or 'none'})")
@@ -90,7 +98,7 @@ def serve(
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("protege.gateway.app:app_from_env", factory=True, workers=g.workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings, local_models=local_models), **common)
 
 
 @app.command()
@@ -389,6 +397,36 @@ def curate(
     for task, counts in sorted(data["splits"].items()):
         console.print(f"  {task}: {counts['train']} train / {counts['test']} test")
     console.print(f"wrote {out}/")
+
+
+@models_app.command("list")
+def models_list(json: JsonOpt = False) -> None:
+    """The model catalog: built-in SLMs plus those declared in $PROTEGE_HOME/models.toml."""
+    from protege.models.commands import list_models
+
+    rows = list_models()
+    if json:
+        console.print_json(data=rows)
+        return
+    table = Table("name", "params", "context", "licence", "file", "memory", "source")
+    mb = lambda n: f"{n / 1e6:,.0f} MB" if n else "-"  # noqa: E731
+    for m in rows:
+        table.add_row(m["name"], f"{m['params'] / 1e6:,.0f}M" if m.get("params") else "-", str(m.get("context_length", "-")),
+                      str(m.get("license", "-")), mb(m.get("file_size")), mb(m.get("memory_estimate")), str(m.get("source", "-")))
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(name: str) -> None:
+    """Everything protege knows about one model, as JSON (the file is checked on the way)."""
+    from protege.models.commands import show_model
+    from protege.models.errors import ModelError
+
+    try:
+        info = show_model(name)
+    except ModelError as e:
+        fail(str(e))
+    console.print_json(data=info)
 
 
 def main() -> None:

@@ -81,6 +81,8 @@ class Gateway:
     async def stop(self) -> None:
         if self.session:
             await self.session.close()
+        if self.local_models is not None and hasattr(self.local_models, "close"):
+            self.local_models.close()
         await run_in_threadpool(self.call_log.close)
         self.store.close()
 
@@ -199,9 +201,13 @@ async def chat_completions(request: Request) -> Response:
     record = CallRecord(id=new_call_id(), ts=started, request=body, source="gateway", workload=workload, client=caller.name)
     model = body["model"]
 
-    runtime = gw.local_models.resolve(model) if gw.local_models is not None else None
-    if runtime is not None:
-        return await _serve_locally(gw, runtime, body, record, t0)
+    if gw.local_models is not None and gw.local_models.serves(model.partition(":")[0]):
+        try:  # may load the model on first use: off the event loop
+            runtime = await run_in_threadpool(gw.local_models.resolve, model)
+        except Exception as e:  # a missing adapter or a corrupt model file: the error says which
+            return _error(getattr(e, "status", 500), str(e), "local_model_error", getattr(e, "code", None), "model")
+        if runtime is not None:
+            return await _serve_locally(gw, runtime, body, record, t0)
 
     upstream = gw.settings.upstream_for(model)
     if upstream is None:
