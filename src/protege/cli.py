@@ -399,6 +399,80 @@ def curate(
     console.print(f"wrote {out}/")
 
 
+def print_eval_table(report) -> None:
+    rows = report.table()
+    table = Table(*rows[0].keys(), title=f"{report.task}: {report.output_kind}, {report.n_examples} held-out calls")
+    for row in rows:
+        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+    console.print(table)
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="Task id (see `protege analyze`), or a task label in --data.")],
+    model: Annotated[str, typer.Option(help="Base SLM from `protege models list`.")] = "smollm2-135m",
+    data: Annotated[Optional[Path], typer.Option(help="Train from this JSONL(.gz) of {request, response, metadata.task} instead of the store.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Specialist folder (default $PROTEGE_HOME/specialists/TASK).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training calls (early stopping may end sooner).")] = 3,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps.")] = None,
+    max_calls: Annotated[Optional[int], typer.Option(help="Use at most this many of the task's calls.")] = None,
+    prune: Annotated[bool, typer.Option(help="Leave the prompt parts every call shares out of the specialist's input.")] = True,
+    eval_limit: Annotated[int, typer.Option(help="Held-out calls to evaluate on after training (0: skip).")] = 50,
+    seed: int = 0,
+    database: DatabaseOpt = None,
+) -> None:
+    """Distil a task's logged calls into a LoRA specialist (resumes if interrupted), then evaluate it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from protege.train.commands import task_examples, train_task
+    from protege.train.trainer import TrainConfig
+
+    try:
+        config = TrainConfig(epochs=epochs, max_steps=max_steps, seed=seed)
+        records = task_examples(task, data=data, store_url=database)[:max_calls] if max_calls else None
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                      TimeRemainingColumn(), console=err) as progress:
+            bar = progress.add_task(f"training {task}", total=None, info="")
+
+            def on_progress(p) -> None:
+                info = f"step {p.step}/{p.total_steps}" + (f" loss {p.loss:.3f}" if p.loss is not None else "")
+                info += (f" val {p.val_loss:.3f}" if p.val_loss is not None else "")
+                info += (f" {p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else "")
+                progress.update(bar, total=p.total_steps, completed=p.step, info=f"{p.phase}: {info}")
+
+            outcome = train_task(task, model=model, records=records, data=None if records else data,
+                                 store_url=database, out=out, config=config, prune=prune,
+                                 evaluate=eval_limit > 0, eval_limit=eval_limit, on_progress=on_progress)
+    except (ValueError, ImportError, FileNotFoundError) as e:
+        fail(str(e))
+    err.print(f"specialist written to {outcome.folder} ({outcome.result.steps} steps, {outcome.result.wall_s:.0f} s)")
+    if outcome.report is not None:
+        print_eval_table(outcome.report)
+
+
+@app.command("eval")
+def eval_(
+    task: Annotated[str, typer.Argument(help="Task id whose specialist to evaluate.")],
+    specialist: Annotated[Optional[Path], typer.Option(help="Specialist folder (default $PROTEGE_HOME/specialists/TASK).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="The JSONL(.gz) the specialist was trained from, if not the store.")] = None,
+    limit: Annotated[int, typer.Option(help="Evaluate on at most this many held-out calls.")] = 50,
+    few_shot: Annotated[bool, typer.Option(help="Also score the base model with the 3 most similar logged calls in its prompt.")] = False,
+    database: DatabaseOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Compare base zero-shot, the specialist and the LLM on the task's held-out calls."""
+    from protege.evaluate.commands import eval_task
+
+    try:
+        report = eval_task(task, specialist=specialist, data=data, store_url=database, limit=limit, few_shot=few_shot)
+    except (ValueError, ImportError, FileNotFoundError) as e:
+        fail(str(e))
+    if json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        print_eval_table(report)
+
+
 @models_app.command("list")
 def models_list(json: JsonOpt = False) -> None:
     """The model catalog: built-in SLMs plus those declared in $PROTEGE_HOME/models.toml."""
