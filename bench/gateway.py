@@ -40,8 +40,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import sqlite3
 import select
 import statistics
@@ -50,6 +48,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from protege.demo import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -255,12 +255,6 @@ class LineReader:
 # ---------------------------------------------------------------------------------------------------------------
 # the controller
 # ---------------------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 PRIORITY: list[str] = []  # from --nice / --realtime: a prefix for every process the benchmark starts
 
 
@@ -313,17 +307,6 @@ def stuck_dump(logs: Path, pids: dict[str, int]) -> None:
         out = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60) \
             if spy.exists() else None
         (logs / f"stuck-{name}.txt").write_text(out.stdout + out.stderr if out else "py-spy not installed\n")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
 
 
 def ensure_litellm_venv() -> Path:
@@ -622,7 +605,7 @@ def main() -> None:
         lost = None
         if "protege" in targets:
             t0 = time.monotonic()
-            rc = stop(procs["protege"], 60)
+            rc = stop_process(procs["protege"], 60)
             shutdown_s = time.monotonic() - t0
             db = sqlite3.connect(home / "protege.db")
             rows = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -635,7 +618,7 @@ def main() -> None:
     finally:
         for name, p in procs.items():
             if name != "loadgen":
-                stop(p, 30)
+                stop_process(p, 30)
             elif p.poll() is None:
                 p.kill()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from protege.curate.filters import FilterReport, filter_calls
 from protege.curate.splits import split_by_task

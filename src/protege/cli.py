@@ -31,6 +31,9 @@ err = Console(stderr=True)
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Settings file (default $PROTEGE_HOME/protege.toml).")]
 DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Store URL or SQLite path (default $PROTEGE_HOME/protege.db).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (stable; see docs/cli.md).")]
+WorkloadOpt = Annotated[Optional[str], typer.Option(help="Only this workload.")]
+SinceOpt = Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")]
+UntilOpt = Annotated[Optional[str], typer.Option(help="Only calls before this time (ISO date or Unix time).")]
 
 
 def fail(message: str) -> None:
@@ -63,6 +66,10 @@ def _time(value: str | None, flag: str) -> float | None:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
         fail(f"{flag} {value!r} is neither a Unix time nor an ISO date such as 2026-01-31 or 2026-01-31T12:00.")
+
+
+def _filter(workload: str | None, since: str | None, until: str | None) -> CallFilter:
+    return CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
 
 
 @app.command()
@@ -152,9 +159,9 @@ def import_(
 def export(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: standard output).")] = None,
     format: Annotated[str, typer.Option(help="'chat' (fine-tuning messages) or 'raw' (stored calls).")] = "chat",
-    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    workload: WorkloadOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -163,7 +170,7 @@ def export(
 
     if format not in ("chat", "raw"):
         fail(f"Unknown --format {format!r}; use chat or raw.")
-    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    flt = _filter(workload, since, until)
     with _store(database, config) as store:
         sink = open(out, "wb") if out else sys.stdout.buffer
         n = 0
@@ -181,7 +188,7 @@ def export(
 @logs_app.command("list")
 def logs_list(
     limit: int = 20,
-    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
+    workload: WorkloadOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -234,15 +241,15 @@ def print_stats(stats: dict) -> None:
 
 @logs_app.command("stats")
 def logs_stats(
-    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    workload: WorkloadOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Totals of calls, tokens and cost, broken down by task label, workload and model."""
-    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    flt = _filter(workload, since, until)
     with _store(database, config) as store:
         stats = store.stats(flt)
     if json:
@@ -318,9 +325,9 @@ def analyze(
     embedder: Annotated[str, typer.Option(help="'minilm' (needs protege[analyze]) or 'hashing' (no model).")] = "minilm",
     min_task_size: Annotated[Optional[int], typer.Option(help="Fewest calls a task needs (default: max(10, 1% of calls)).")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Task catalog file (default $PROTEGE_HOME/tasks.json).")] = None,
-    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    workload: WorkloadOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -330,7 +337,7 @@ def analyze(
     from protege.cluster.discover import DiscoveryOptions
     from protege.report.analysis import render_html, tasks_table
 
-    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    flt = _filter(workload, since, until)
     with _store(database, config) as store:
         records = list(store.iter_calls(flt))
         if not records:
@@ -365,9 +372,9 @@ def curate(
     seed: Annotated[int, typer.Option(help="Seed of the (hash-ordered) split.")] = 0,
     fake: Annotated[bool, typer.Option(help="Replace PII with realistic fake values instead of <TYPE_n> placeholders.")] = False,
     near_duplicates: Annotated[bool, typer.Option(help="Drop near duplicates (MinHash, Jaccard >= 0.9).")] = True,
-    workload: Annotated[Optional[str], typer.Option(help="Only this workload.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only calls before this time.")] = None,
+    workload: WorkloadOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -376,7 +383,7 @@ def curate(
     from protege.curate.pipeline import curate_calls
     from protege.curate.scrub import Scrubber
 
-    flt = CallFilter(workload=workload, since=_time(since, "--since"), until=_time(until, "--until"))
+    flt = _filter(workload, since, until)
     with _store(database, config) as store:
         try:
             with err.status("curating..."):

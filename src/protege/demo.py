@@ -60,7 +60,8 @@ def start_process(args: list[str], health_url: str, env: dict | None = None, log
     return proc
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int | None:
+    """SIGTERM (the gateway flushes its log), SIGKILL after `timeout`; returns the exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -68,6 +69,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
 
 
 def bundled_traces() -> Path:
