@@ -8,6 +8,14 @@ discovery per embedder (MiniLM embeddings are batched and cached per distinct te
 resident memory, clustering quality against the traces' true labels (adjusted Rand index, purity,
 share left unclustered, share of open-ended calls left out), and the request-time assigner's
 agreement with the batch clustering and its latency.
+
+A second corpus, BFCL-derived calls (when `bfcl_eval` is installed: `pip install --no-deps bfcl-eval`),
+measures clustering on messier tool-calling traffic: each question of the simple_python, multiple,
+parallel, parallel_multiple, live_simple and live_multiple categories becomes a logged call with its
+functions as OpenAI tools and its first possible answer as the LLM's tool calls; the true label is the
+BFCL category. Every BFCL question carries its own functions, so no two calls share a tool set: the
+question is whether discovery still finds the recurring *kinds* of call or, as it should for calls
+that share nothing, leaves them alone.
 """
 
 from __future__ import annotations
@@ -56,10 +64,40 @@ def quality(records, assignments) -> dict:
     }
 
 
+BFCL_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple")
+
+
+def bfcl_records(per_category: int) -> list:
+    """BFCL questions as CallRecords (see the module docstring); [] when bfcl_eval is not installed."""
+    try:
+        from bench.bfcl_zero_shot import load_category, tools_for
+    except ImportError:
+        return []
+    from protege.records import CallRecord
+
+    records = []
+    for category in BFCL_CATEGORIES:
+        for i, (question, answer) in enumerate(load_category(category, per_category)):
+            calls = []
+            for j, call in enumerate(answer["ground_truth"]):
+                [(name, args)] = call.items()
+                chosen = {k: v[0] for k, v in args.items() if v and v[0] != ""}
+                calls.append({"id": f"call_{j}", "type": "function",
+                              "function": {"name": name, "arguments": json.dumps(chosen)}})
+            request = {"model": "gpt-4o", "messages": question["question"][0], "tools": tools_for(question),
+                       "tool_choice": "auto"}
+            response = {"object": "chat.completion", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "tool_calls",
+                        "message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
+            records.append(CallRecord(id=f"bfcl-{category}-{i}", ts=float(len(records)), request=request,
+                                      response=response, metadata={"task": category}))
+    return records
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=None, help="Use only the first N calls.")
     ap.add_argument("--embedders", default="minilm,hashing")
+    ap.add_argument("--bfcl-per-category", type=int, default=150, help="BFCL questions per category (0: skip BFCL).")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "analyze.json"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -104,6 +142,18 @@ def main() -> None:
             "tasks": {c.task_id: len(c.call_ids) for c in d.clusters},
         }
         print(f"{name}: {json.dumps(result['embedders'][name])}", flush=True)
+    bfcl = bfcl_records(args.bfcl_per_category) if args.bfcl_per_category else []
+    if bfcl:
+        result["bfcl"] = {"calls": len(bfcl), "categories": list(BFCL_CATEGORIES), "embedders": {}}
+        for name in args.embedders.split(","):
+            t0 = time.perf_counter()
+            d = discover_tasks(bfcl, embedder=name)
+            secs = time.perf_counter() - t0
+            result["bfcl"]["embedders"][name] = {"seconds": round(secs, 2), "quality": quality(bfcl, d.assignments),
+                                                 "tasks": {c.task_id: len(c.call_ids) for c in d.clusters}}
+            print(f"bfcl {name}: {json.dumps(result['bfcl']['embedders'][name])}", flush=True)
+    else:
+        print("BFCL corpus skipped: pip install --no-deps bfcl-eval (or --bfcl-per-category was 0)")
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
