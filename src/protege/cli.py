@@ -417,7 +417,7 @@ def print_eval_table(report) -> None:
 @app.command()
 def train(
     task: Annotated[str, typer.Argument(help="Task id (see `protege analyze`), or a task label in --data.")],
-    model: Annotated[str, typer.Option(help="Base SLM from `protege models list`.")] = "smollm2-135m",
+    model: Annotated[Optional[str], typer.Option(help="Base SLM from `protege models list` (default: chosen by licence, footprint, context, then a quick probe).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Train from this JSONL(.gz) of {request, response, metadata.task} instead of the store.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Specialist folder (default $PROTEGE_HOME/specialists/TASK).")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training calls (early stopping may end sooner).")] = 3,
@@ -452,6 +452,9 @@ def train(
                                  evaluate=eval_limit > 0, eval_limit=eval_limit, on_progress=on_progress)
     except (ValueError, ImportError, FileNotFoundError) as e:
         fail(str(e))
+    if model is None and (outcome.folder / "selection.json").is_file():
+        chosen = orjson.loads((outcome.folder / "selection.json").read_bytes())["model"]
+        err.print(f"base model chosen by selection: {chosen} (evidence in {outcome.folder / 'selection.json'})")
     err.print(f"specialist written to {outcome.folder} ({outcome.result.steps} steps, {outcome.result.wall_s:.0f} s)")
     if outcome.report is not None:
         print_eval_table(outcome.report)

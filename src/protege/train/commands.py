@@ -5,6 +5,7 @@ The CLI wraps `train_task`; its docstring is the command's help.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -43,7 +44,19 @@ def task_examples(task: str, *, records: Sequence[CallRecord | Example | dict] |
         return as_examples(store.iter_calls(CallFilter(task_id=task)))
 
 
-def train_task(task: str, *, model: str = "smollm2-135m", records: Sequence[CallRecord | Example | dict] | None = None,
+def choose_base(folder: Path, examples: Sequence[Example]) -> str:
+    """The base model for a run without --model: a resumed run keeps its earlier choice, else `select_base`."""
+    from protege.train.select import SELECTION, select_base
+
+    path = folder / SELECTION
+    if path.is_file() and (folder / "checkpoint").is_dir():
+        return json.loads(path.read_text())["model"]
+    selection = select_base(examples)
+    path.write_text(selection.to_json())
+    return selection.model
+
+
+def train_task(task: str, *, model: str | None = None, records: Sequence[CallRecord | Example | dict] | None = None,
                data: str | Path | None = None, store_url: str | None = None,
                test_records: Sequence[CallRecord | Example | dict] | None = None, out: str | Path | None = None,
                config: TrainConfig | None = None, prune: bool = True, test_share: float = 0.2,
@@ -57,6 +70,8 @@ def train_task(task: str, *, model: str = "smollm2-135m", records: Sequence[Call
     test part; then every call of `records`/`data` is for training); the LLM's answers are the targets. The folder ($PROTEGE_HOME/specialists/TASK unless
     `out`) gets the adapter, its GGUF export, the prompt format, the hyper-parameters, the data
     hash and the evaluation report. Interrupted? Run the same command again: it resumes.
+    Without MODEL, `protege.train.select.select_base` chooses one from the training calls
+    (licence, footprint, context, then a quick probe) and writes its evidence to selection.json.
     """
     from protege.train.base import load_base
     from protege.train.data import tokenize_examples
@@ -77,6 +92,8 @@ def train_task(task: str, *, model: str = "smollm2-135m", records: Sequence[Call
     folder = Path(out) if out else default_folder(task)
     folder.mkdir(parents=True, exist_ok=True)
 
+    if model is None:
+        model = choose_base(folder, train + val)
     base = load_base(model, dtype="float32")
     rule = learn_pruning_rule([ex.request for ex in train]) if prune else None
     fmt = base.prompt_format(kind, rule)
