@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench-gateway clean
+.PHONY: install chromium demo test bench-gateway clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/protege demo
 
-test: $(STAMP)
+# The dashboard test loads the page in a real headless browser: Debian's chromium.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else echo "chromium is missing and installing it needs root: run 'sudo make chromium'; the dashboard test fails without it" >&2; fi; }
+
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
 bench-gateway: $(STAMP)

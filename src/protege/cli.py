@@ -513,6 +513,34 @@ def models_show(name: str) -> None:
     console.print_json(data=info)
 
 
+@app.command()
+def report(
+    since: Annotated[Optional[str], typer.Option(help="Only calls of the last N hours (a number) or since an ISO date.")] = None,
+    until: UntilOpt = None,
+    buckets: Annotated[int, typer.Option(help="Points of the time series.")] = 24,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML dashboard here.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Savings against an all-LLM counterfactual, specialist share, quality, latency per route and gate decisions."""
+    from protege.report.savings import build_report, render_html, render_terminal
+
+    try:
+        start = None if since is None else datetime.now().timestamp() - 3600 * float(since)
+    except ValueError:
+        start = _time(since, "--since")
+    with _store(database, config) as store:
+        data = build_report(store, since=start, until=_time(until, "--until"), buckets=buckets)
+    if html:
+        html.write_text(render_html(data), encoding="utf-8")
+        err.print(f"wrote {html}")
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        render_terminal(data, console)
+
+
 def main() -> None:
     app()
 

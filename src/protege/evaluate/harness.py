@@ -23,7 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from protege.evaluate.metrics import METRICS, Context, bootstrap_ci, macro_f1, normalize_label, parse_tool_calls
+from protege.evaluate.metrics import (
+    METRICS,
+    Context,
+    bootstrap_ci,
+    macro_f1,
+    normalize_label,
+    parse_tool_calls,
+    percentile,
+)
 from protege.train.examples import Example
 from protege.train.format import infer_output_kind, target_text
 
@@ -180,15 +188,6 @@ def score_answer(kind: str, answer: Answer, example: Example, labels: set[str]) 
     return scores, valid
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = int(pos), min(len(ordered) - 1, int(pos) + 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 2)
-
-
 @dataclass
 class Row:
     name: str
@@ -266,7 +265,7 @@ def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, ta
         if kind == "label":
             metrics["macro_f1"] = round(macro_f1(predicted, answers), 4)
         rows.append(Row(cand.name, len(examples), round(statistics.fmean(valid), 4), round(statistics.fmean(main), 4),
-                        round(lo, 4), round(hi, 4), metrics, _percentile(latencies, 0.5), _percentile(latencies, 0.95),
+                        round(lo, 4), round(hi, 4), metrics, percentile(latencies, 0.5), percentile(latencies, 0.95),
                         round(1000 * statistics.fmean(costs), 4) if costs else None, errors))
         log.info("%s: %s %.3f [%.3f, %.3f], valid %.0f%%", cand.name, headline, rows[-1].headline, lo, hi,
                  100 * rows[-1].valid_rate)

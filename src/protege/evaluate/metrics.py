@@ -256,6 +256,16 @@ class TextMetric(Metric):
 # -- aggregation --------------------------------------------------------------------------------
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0..1) with linear interpolation between ranks, rounded to 2 decimals; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = int(pos), min(len(ordered) - 1, int(pos) + 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 2)
+
+
 def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, samples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean."""
     if not values:

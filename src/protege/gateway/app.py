@@ -358,9 +358,15 @@ async def metrics(request: Request) -> Response:
     return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def _admin(request: Request) -> Gateway | Response:
+def _admin(request: Request, *, query_key: bool = False) -> Gateway | Response:
+    """The gateway if the caller is an admin. With `query_key`, `?key=` may stand in for the Authorization
+    header, so a browser can open the dashboard (the key then shows in its history: see docs/report.md)."""
     gw: Gateway = request.app.state.gateway
-    caller = gw.authenticate(request)
+    key = request.query_params.get("key") if query_key else None
+    caller = gw.keys.authenticate(f"Bearer {key}") if key else gw.authenticate(request)
+    if caller is None:
+        return _error(401, "Invalid protege API key in ?key=; an admin creates one with `protege keys create --role admin`.",
+                      "authentication_error", "invalid_api_key")
     if isinstance(caller, Response):
         return caller
     if not caller.is_admin:
@@ -408,6 +414,38 @@ async def admin_stats(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(gw.store.stats, flt))
 
 
+async def _savings_report(request: Request, *, query_key: bool = False) -> dict | Response:
+    """`build_report` for the window in the query (`hours=N`, or Unix `since`/`until`), off the event loop."""
+    from protege.report.savings import build_report
+
+    gw = _admin(request, query_key=query_key)
+    if isinstance(gw, Response):
+        return gw
+    q = request.query_params
+    try:
+        since = time.time() - 3600 * float(q["hours"]) if "hours" in q else float(q["since"]) if "since" in q else None
+        until = float(q["until"]) if "until" in q else None
+        buckets = min(500, max(1, int(q.get("buckets", 24))))
+    except ValueError as e:
+        return _error(400, f"Bad query parameter: {e}")
+    return await run_in_threadpool(build_report, gw.store, since, until, buckets)
+
+
+async def savings_report(request: Request) -> Response:
+    report = await _savings_report(request)
+    return report if isinstance(report, Response) else Response(orjson.dumps(report), media_type="application/json")
+
+
+async def dashboard(request: Request) -> Response:
+    from protege.report.savings import render_html
+
+    report = await _savings_report(request, query_key=True)
+    if isinstance(report, Response):
+        return report
+    return Response(render_html(report), media_type="text/html; charset=utf-8",
+                    headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
 def create_app(settings: Settings, *, store: Store | None = None, local_models: Any = None) -> Starlette:
     """The gateway as an ASGI app. Opening the store and the spool happens at start-up, not here."""
 
@@ -430,6 +468,8 @@ def create_app(settings: Settings, *, store: Store | None = None, local_models: 
         Route("/v1/protege/calls", admin_calls, methods=["GET"]),
         Route("/v1/protege/calls/{call_id}", admin_call, methods=["GET"]),
         Route("/v1/protege/stats", admin_stats, methods=["GET"]),
+        Route("/v1/protege/report", savings_report, methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

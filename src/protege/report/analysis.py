@@ -8,6 +8,8 @@ from __future__ import annotations
 import html
 import json
 
+from protege.report.charts import bars, page
+
 
 def tasks_table(data: dict):
     """A rich Table: one row per task, with volume, spend, output kind, SLM fit and savings."""
@@ -35,38 +37,6 @@ def tasks_table(data: dict):
     return table
 
 
-def _bars(items: list[tuple[str, float]], fmt, width: int = 560, color: str = "#4f7cac") -> str:
-    """A horizontal bar chart as inline SVG."""
-    if not items:
-        return ""
-    top = max(v for _, v in items) or 1.0
-    row, label_w = 26, 230
-    h = row * len(items) + 10
-    out = [f'<svg viewBox="0 0 {width} {h}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">']
-    for i, (label, v) in enumerate(items):
-        y = 5 + i * row
-        w = max(1.0, (width - label_w - 90) * v / top)
-        out.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end" font-size="12">{html.escape(label[:34])}</text>')
-        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" rx="3" fill="{color}"/>')
-        out.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 16}" font-size="12">{html.escape(fmt(v))}</text>')
-    out.append("</svg>")
-    return "".join(out)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2733;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2rem;font-size:1.2rem;border-bottom:1px solid #dde3ea;padding-bottom:.3rem}
-.sub{color:#5b6b7c} .cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
-.card{background:#f4f7fa;border-radius:8px;padding:.8rem 1.1rem;min-width:150px} .card b{display:block;font-size:1.4rem}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:1.5rem} table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e6ebf0;vertical-align:top} th{background:#f4f7fa}
-.fit{font-weight:700} .hi{color:#1a7f37} .mid{color:#9a6700} .lo{color:#cf222e}
-details{background:#fafbfc;border:1px solid #e6ebf0;border-radius:8px;margin:.6rem 0;padding:.5rem .9rem}
-summary{cursor:pointer;font-weight:600} pre{white-space:pre-wrap;background:#f4f7fa;padding:.6rem;border-radius:6px;font-size:.8rem}
-@media (max-width:800px){.grid{grid-template-columns:1fr}}
-"""
-
-
 def render_html(data: dict, title: str = "protege: what your agent does") -> str:
     """A self-contained HTML report (no external resources) of an `Analysis.to_dict()`."""
     stats, tasks = data.get("stats", {}), data["tasks"]
@@ -77,8 +47,6 @@ def render_html(data: dict, title: str = "protege: what your agent does") -> str
     calls = stats.get("calls", sum(t["calls"] for t in tasks))
     covered = sum(t["calls"] for t in tasks)
     parts = [
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1><p class=sub>Task discovery over {calls} logged calls "
         f"(embedder {esc(str(stats.get('embedder', '')))}, min task size {stats.get('min_task_size', '?')}).</p>",
         "<div class=cards>",
@@ -88,11 +56,11 @@ def render_html(data: dict, title: str = "protege: what your agent does") -> str
         f"<div class=card>LLM spend (log)<b>${spend:,.2f}</b></div>",
         f"<div class=card>savings / month<b>${lo:,.0f}-{hi:,.0f}</b></div>",
         "</div><div class=grid><div><h2>Volume</h2>",
-        _bars([(t["task_id"], t["calls"]) for t in tasks], lambda v: f"{v:.0f} calls"),
+        bars([(t["task_id"], t["calls"]) for t in tasks], lambda v: f"{v:.0f} calls"),
         "</div><div><h2>Spend</h2>",
-        _bars([(t["task_id"], t["spend_usd"]) for t in tasks], lambda v: f"${v:,.2f}", color="#c2703d"),
+        bars([(t["task_id"], t["spend_usd"]) for t in tasks], lambda v: f"${v:,.2f}", color="#c2703d"),
         "</div></div><h2>SLM fit</h2>",
-        _bars([(t["task_id"], t["slm_fit"]) for t in tasks], lambda v: f"{v:.0f}/100", color="#3c8d5a"),
+        bars([(t["task_id"], t["slm_fit"]) for t in tasks], lambda v: f"{v:.0f}/100", color="#3c8d5a"),
         "<h2>Tasks</h2><table><tr><th>task</th><th>calls</th><th>spend</th><th>output</th><th>consistency</th>"
         "<th>SLM fit</th><th>savings / month</th></tr>",
     ]
@@ -115,5 +83,5 @@ def render_html(data: dict, title: str = "protege: what your agent does") -> str
             parts.append(f"<p class=sub>call {esc(ex['call_id'])} (scrubbed)</p><pre>USER: {esc(ex['user'])}\n\nANSWER: {esc(ex['answer'])}</pre>")
         parts.append("</details>")
     parts.append("<p class=sub>Savings assume a self-hosted specialist at $0.02-0.10 per million tokens; SLM fit weighs "
-                 "output narrowness, consistency, volume and prompt length (docs/curate_and_analyze.md).</p></body></html>")
-    return "".join(parts)
+                 "output narrowness, consistency, volume and prompt length (docs/curate_and_analyze.md).</p>")
+    return page(title, "".join(parts))

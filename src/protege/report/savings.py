@@ -1,0 +1,355 @@
+"""The savings report: what the specialists saved against sending every call to the LLM.
+
+`build_report(store)` returns plain data (the `--json` output, documented in docs/report.md);
+`render_terminal` and `render_html` draw it. The counterfactual cost of a call is its own price
+when the LLM served it, else the mean LLM price of a call of the same task in the whole store
+(else of any task); with no priced LLM call in the store it is unknown, and the report says so.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+from protege.evaluate.metrics import percentile
+from protege.report.charts import columns, interval, lines, page
+from protege.store import CallFilter, Store
+from protege.train.artifact import EVAL_REPORT
+
+
+def wilson_ci(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound for small n and rates near 0 or 1)."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _llm_cost_per_call(stats: dict) -> float | None:
+    """Mean price of an LLM-served call of known price, from a `Store.stats()` answer."""
+    groups = [g for g in stats["by_served_by"] if (g["name"] or "").startswith("upstream:")]
+    priced = sum(g["calls"] - g["calls_unknown_cost"] for g in groups)
+    return sum(g["cost_usd"] for g in groups) / priced if priced else None
+
+
+def _route_of(served_by: str | None, route: dict) -> tuple[str, str]:
+    """(kind, name) of the route that answered: llm, fallback, specialist or local."""
+    served_by = served_by or "unknown"
+    if route.get("fallback"):
+        return "fallback", "fallback to LLM"
+    kind = served_by.split(":", 1)[0]
+    return {"upstream": "llm", "specialist": "specialist", "local": "local"}.get(kind, kind), served_by
+
+
+def _quality(task: str, folder: str | None) -> tuple[dict | None, str | None]:
+    """The headline rows of a specialist's eval.json, or a note saying why there are none."""
+    if not folder:
+        return None, "no specialist"
+    path = Path(folder) / EVAL_REPORT
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, f"not evaluated: run `protege eval {task} --specialist {folder}`"
+    except (OSError, ValueError) as e:
+        return None, f"unreadable {path}: {e}"
+    rows = [{"name": r["name"], "n": r["n"], "valid_rate": r["valid_rate"], "value": r["headline"],
+             "ci_low": r["ci_low"], "ci_high": r["ci_high"]} for r in data.get("rows", [])]
+    return {"metric": data.get("headline_metric"), "output_kind": data.get("output_kind"),
+            "n_examples": data.get("n_examples"), "created": data.get("created"), "rows": rows}, None
+
+
+def build_report(store: Store, since: float | None = None, until: float | None = None, buckets: int = 24) -> dict:
+    """Spend against the all-LLM counterfactual, specialist share, quality, latency and gate decisions."""
+    calls, shadows = [], {}
+    for r in store.iter_calls(CallFilter(since=since, until=until)):
+        route = r.metadata.get("route") or {}
+        kind, name = _route_of(r.served_by, route)
+        task = r.task_id or route.get("task")
+        calls.append((r.ts, task, kind, name, r.cost_usd, r.latency_ms, not (r.status == 200 and r.error is None), route))
+        if isinstance(route.get("shadow"), dict) and task is not None:
+            shadows[r.id] = (task, route["shadow"])
+    for sr in store.shadow_results(since=since):  # the gateway's shadow comparisons, logged after the call
+        if until is None or sr.ts < until:
+            shadows[sr.call_id] = (sr.task_id, {"agree": sr.agree, "score": sr.score, "latency_ms": sr.latency_ms})
+    routes = store.routes()
+    overall_basis = _llm_cost_per_call(store.stats())
+    task_ids = sorted({c[1] for c in calls if c[1] is not None} | {t for t, _ in shadows.values()} | set(routes))
+    basis = {t: _llm_cost_per_call(store.stats(CallFilter(task_id=t))) or overall_basis for t in task_ids}
+
+    def counterfactual(task, kind, cost):
+        if kind in ("llm", "fallback"):
+            return cost
+        return basis.get(task, overall_basis) if task is not None else overall_basis
+
+    t0 = since if since is not None else min((c[0] for c in calls), default=time.time())
+    t1 = until if until is not None else max((c[0] for c in calls), default=t0)
+    width = (t1 - t0) / buckets if t1 > t0 else 1.0
+    series = [{"start": t0 + i * width, "end": t0 + (i + 1) * width, "calls": 0, "specialist_calls": 0,
+               "spend_usd": 0.0, "counterfactual_usd": 0.0} for i in range(buckets)]
+    tasks = {t: {"task_id": t, "calls": 0, "specialist_calls": 0, "fallbacks": 0, "attempts": 0, "spend_usd": 0.0,
+                 "counterfactual_usd": 0.0, "shadow": []} for t in task_ids}
+    by_route: dict[tuple[str, str], dict] = {}
+    fallback_reasons: Counter = Counter()
+    spend = cf_spend = 0.0
+    unknown_cost = unknown_cf = 0
+    for ts, task, kind, name, cost, latency, failed, route in calls:
+        b = series[min(buckets - 1, max(0, int((ts - t0) / width)))]
+        t = tasks.get(task)
+        g = by_route.setdefault((kind, name), {"route": name, "kind": kind, "calls": 0, "errors": 0, "latencies": []})
+        g["calls"] += 1
+        g["errors"] += failed
+        if latency is not None:
+            g["latencies"].append(latency)
+        for agg in (b, t) if t else (b,):
+            agg["calls"] += 1
+            agg["specialist_calls"] += kind == "specialist"
+        if t:
+            t["attempts"] += kind in ("specialist", "fallback")
+            t["fallbacks"] += kind == "fallback"
+        if kind == "fallback":
+            fallback_reasons[route.get("fallback_reason") or "unknown"] += 1
+        cf = counterfactual(task, kind, cost)
+        if cost is None:
+            unknown_cost += 1
+            continue
+        if cf is None:
+            unknown_cf += 1
+        spend += cost
+        cf_spend += cf or 0.0
+        for agg in (b, t) if t else (b,):
+            agg["spend_usd"] += cost
+            agg["counterfactual_usd"] += cf or 0.0
+
+    for task, result in shadows.values():
+        tasks[task]["shadow"].append(result)
+    cum_a = cum_c = 0.0
+    for b in series:
+        cum_a, cum_c = cum_a + b["spend_usd"], cum_c + b["counterfactual_usd"]
+        b["cumulative_spend_usd"], b["cumulative_counterfactual_usd"] = round(cum_a, 6), round(cum_c, 6)
+        b["specialist_share"] = round(b["specialist_calls"] / b["calls"], 4) if b["calls"] else None
+        b["spend_usd"], b["counterfactual_usd"] = round(b["spend_usd"], 6), round(b["counterfactual_usd"], 6)
+
+    counted = Counter(c[2] for c in calls)
+    attempts = counted["specialist"] + counted["fallback"]
+    cf_known = not unknown_cf
+    notes = []
+    if not cf_known:
+        notes.append(f"{unknown_cf} calls not served by the LLM have no counterfactual price: the store holds no "
+                     "LLM call of known price, so the all-LLM cost and the savings are unknown.")
+    if unknown_cost:
+        notes.append(f"Calls of unknown price left out of spend: {unknown_cost} (an unpriced model, a stream "
+                     "without usage, or no hourly machine price for local calls).")
+    totals = {
+        "calls": len(calls), "errors": sum(c[6] for c in calls), "unassigned_calls": sum(c[1] is None for c in calls),
+        "llm_calls": counted["llm"], "specialist_calls": counted["specialist"], "local_calls": counted["local"],
+        "fallbacks": counted["fallback"], "fallback_reasons": dict(fallback_reasons),
+        "specialist_share": round(counted["specialist"] / len(calls), 4) if calls else None,
+        "fallback_rate": round(counted["fallback"] / attempts, 4) if attempts else None,
+        "spend_usd": round(spend, 6),
+        "counterfactual_usd": round(cf_spend, 6) if cf_known else None,
+        "saved_usd": round(cf_spend - spend, 6) if cf_known else None,
+        "times_cheaper": round(cf_spend / spend, 2) if cf_known and spend > 0 else None,
+        "calls_unknown_cost": unknown_cost,
+        "llm_cost_per_call_usd": overall_basis,
+    }
+    route_rows = []
+    order = {"llm": 0, "specialist": 1, "fallback": 2, "local": 3}
+    for g in sorted(by_route.values(), key=lambda g: (order.get(g["kind"], 9), g["route"])):
+        lat = g.pop("latencies")
+        route_rows.append({**g, "latency_p50_ms": percentile(lat, 0.5), "latency_p95_ms": percentile(lat, 0.95)})
+
+    task_rows = []
+    for t in sorted(tasks.values(), key=lambda t: (-t["calls"], t["task_id"])):
+        route = routes.get(t["task_id"])
+        folder = route.specialist if route else None
+        quality, quality_note = _quality(t["task_id"], folder)
+        shadow = t.pop("shadow")
+        agree = sum(bool(s.get("agree")) for s in shadow)
+        lo, hi = wilson_ci(agree, len(shadow))
+        scores = [s["score"] for s in shadow if isinstance(s.get("score"), (int, float))]
+        shadow_ms = [s["latency_ms"] for s in shadow if s.get("latency_ms") is not None]
+        attempts_t = t.pop("attempts")
+        task_rows.append({
+            **t, "spend_usd": round(t["spend_usd"], 6),
+            "counterfactual_usd": round(t["counterfactual_usd"], 6) if cf_known else None,
+            "specialist_share": round(t["specialist_calls"] / t["calls"], 4) if t["calls"] else None,
+            "fallback_rate": round(t["fallbacks"] / attempts_t, 4) if attempts_t else None,
+            "mode": route.mode if route else "off", "specialist": folder,
+            "quality": quality, "quality_note": quality_note,
+            "shadow": {"n": len(shadow), "agree": agree, "agreement": round(agree / len(shadow), 4),
+                       "ci_low": round(lo, 4), "ci_high": round(hi, 4),
+                       "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
+                       "latency_p50_ms": percentile(shadow_ms, 0.5)} if shadow else None,
+        })
+    decisions = [asdict(d) for d in store.decisions()
+                 if (since is None or d.ts >= since) and (until is None or d.ts < until)]
+    return {"generated_ts": time.time(), "since": since, "until": until, "first_ts": t0, "last_ts": t1,
+            "totals": totals, "notes": notes, "series": series, "routes": route_rows, "tasks": task_rows,
+            "decisions": decisions}
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def _usd(v: float | None) -> str:
+    if v is None:
+        return "unknown"
+    return f"${v:,.2f}" if abs(v) >= 10 else f"${v:,.4f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f} ms"
+
+
+def _when(ts: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return datetime.fromtimestamp(ts).strftime(fmt)
+
+
+def _headline(report: dict) -> str:
+    t = report["totals"]
+    saved = "unknown" if t["saved_usd"] is None else _usd(t["saved_usd"])
+    cheaper = f" ({t['times_cheaper']:.1f}x cheaper)" if t["times_cheaper"] else ""
+    return (f"{t['calls']} calls: spent {_usd(t['spend_usd'])} against {_usd(t['counterfactual_usd'])} all-LLM, "
+            f"saved {saved}{cheaper}; specialists served {_pct(t['specialist_share'])}, "
+            f"fallback rate {_pct(t['fallback_rate'])}")
+
+
+def _quality_text(task: dict) -> list[str]:
+    from rich.markup import escape
+
+    q = task["quality"]
+    if not q:
+        return [escape(task["quality_note"] or "-")]
+    return [f"[dim]{q['metric']} on {q['n_examples']} held-out calls[/]"] + [
+        f"{escape(r['name'])} {r['value']:.3f} [dim]\\[{r['ci_low']:.3f}, {r['ci_high']:.3f}][/]" for r in q["rows"]]
+
+
+def _shadow_text(task: dict) -> str:
+    s = task["shadow"]
+    return "-" if not s else f"{s['agreement']:.1%} [dim]\\[{s['ci_low']:.1%}, {s['ci_high']:.1%}] of {s['n']}[/]"
+
+
+def render_terminal(report: dict, console=None) -> None:
+    """Print the report with rich: the headline, a share sparkline, then tasks, routes and decisions."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    console.print(f"[bold]{_headline(report)}[/]")
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+    shares = [b["specialist_share"] for b in report["series"]]
+    if report["totals"]["calls"]:
+        spark = "".join(" " if s is None else "▁▂▃▄▅▆▇█"[min(7, int(s * 8))] for s in shares)
+        console.print(f"share served by specialists, {_when(report['first_ts'])} → {_when(report['last_ts'])}: [green]{spark}[/]")
+    right = {"justify": "right"}
+    table = Table(title="tasks")
+    for col, kw in [("task", {}), ("mode", {}), ("calls", right), ("by specialist", right), ("fallback", right),
+                    ("spend / all-LLM", right), ("quality at evaluation (95% CI)", {}), ("shadow agreement", {})]:
+        table.add_column(col, **kw)
+    for t in report["tasks"]:
+        table.add_row(escape(t["task_id"]), t["mode"], str(t["calls"]), _pct(t["specialist_share"]), _pct(t["fallback_rate"]),
+                      f"{_usd(t['spend_usd'])} / {_usd(t['counterfactual_usd'])}", "\n".join(_quality_text(t)),
+                      _shadow_text(t))
+    console.print(table)
+    table = Table(title="latency per route")
+    for col, kw in [("route", {}), ("calls", right), ("errors", right), ("p50", right), ("p95", right)]:
+        table.add_column(col, **kw)
+    for r in report["routes"]:
+        table.add_row(escape(r["route"]), str(r["calls"]), str(r["errors"]), _ms(r["latency_p50_ms"]), _ms(r["latency_p95_ms"]))
+    console.print(table)
+    if report["decisions"]:
+        table = Table("when", "task", "action", "mode", "by", "reason", title="gate decisions (newest first)")
+        for d in report["decisions"][:20]:
+            table.add_row(_when(d["ts"]), escape(d["task_id"]), d["action"], f"{d['mode_from'] or '-'} → {d['mode_to']}",
+                          d["actor"], escape(d["reason"]))
+        console.print(table)
+
+
+def render_html(report: dict, title: str = "protege: savings and quality") -> str:
+    """One self-contained page (inline SVG, no script, nothing fetched) of a `build_report()` result."""
+    esc = html.escape
+    t, series = report["totals"], report["series"]
+    span = report["last_ts"] - report["first_ts"]
+    fmt = "%b %d" if span > 3 * 86400 else "%b %d %H:%M" if span > 86400 else "%H:%M"
+    x_labels = [_when(b["start"], fmt) for b in series]
+    saved = "unknown" if t["saved_usd"] is None else _usd(t["saved_usd"])
+    cheaper = f"{t['times_cheaper']:.1f}x cheaper" if t["times_cheaper"] else ""
+    body = [
+        (f"<h1>{esc(title)}</h1><p class=sub>{t['calls']} calls from {esc(_when(report['first_ts']))} to "
+         f"{esc(_when(report['last_ts']))}; generated {esc(_when(report['generated_ts']))}.</p>"),
+        "<div class=cards>",
+        f"<div class=card>spent<b>{_usd(t['spend_usd'])}</b></div>",
+        f"<div class=card>all-LLM counterfactual<b>{_usd(t['counterfactual_usd'])}</b></div>",
+        f"<div class=card>saved<b>{saved}</b><span class=sub>{cheaper}</span></div>",
+        (f"<div class=card>served by specialists<b>{_pct(t['specialist_share'])}</b>"
+         f"<span class=sub>{t['specialist_calls']} of {t['calls']} calls</span></div>"),
+        f"<div class=card>fallback rate<b>{_pct(t['fallback_rate'])}</b><span class=sub>{t['fallbacks']} fallbacks</span></div>",
+        "</div>",
+        *(f"<p class=mid>{esc(n)}</p>" for n in report["notes"]),
+        "<h2>Spend over time (cumulative)</h2>",
+    ]
+    spend_series = [("actual spend", "#4f7cac", [b["cumulative_spend_usd"] for b in series])]
+    if t["counterfactual_usd"] is not None:
+        spend_series.append(("all-LLM counterfactual", "#c2703d", [b["cumulative_counterfactual_usd"] for b in series]))
+    body.append(lines(spend_series, x_labels, _usd) or "<p class=sub>No calls in this window.</p>")
+    body.append("<h2>Share of calls served by specialists</h2>")
+    body.append(columns([b["specialist_share"] for b in series], x_labels, lambda v: f"{v:.0%}")
+                if t["calls"] else "<p class=sub>No calls in this window.</p>")
+    body.append("<h2>Tasks</h2><table><tr><th>task</th><th>mode</th><th class=num>calls</th>"
+                "<th class=num>by specialist</th><th class=num>fallback rate</th><th class=num>spend</th>"
+                "<th class=num>all-LLM</th><th>live shadow agreement (95% CI)</th></tr>")
+    for task in report["tasks"]:
+        sh = task["shadow"]
+        shadow = (f"<div class=q>{interval(sh['agreement'], sh['ci_low'], sh['ci_high'], width=160)}<span>"
+                  f"<b>{sh['agreement']:.1%}</b> <span class=sub>[{sh['ci_low']:.1%}, {sh['ci_high']:.1%}] "
+                  f"of {sh['n']}</span></span></div>") if sh else "-"
+        body.append(
+            f"<tr class=task><td><b>{esc(task['task_id'])}</b></td><td>{esc(task['mode'])}</td>"
+            f"<td class=num>{task['calls']}</td><td class=num>{_pct(task['specialist_share'])}</td>"
+            f"<td class=num>{_pct(task['fallback_rate'])}</td><td class=num>{_usd(task['spend_usd'])}</td>"
+            f"<td class=num>{_usd(task['counterfactual_usd'])}</td><td>{shadow}</td></tr>")
+    body.append("</table><h2>Quality per task at evaluation (held-out calls, 95% CI)</h2><table><tr><th>task</th>"
+                "<th>candidate</th><th>metric</th><th></th><th class=num>value</th><th>95% CI</th>"
+                "<th class=num>valid</th><th class=num>n</th></tr>")
+    for task in report["tasks"]:
+        q, name = task["quality"], f"<b>{esc(task['task_id'])}</b>"
+        if not q:
+            body.append(f"<tr class=quality><td>{name}</td><td colspan=7 class='sub path'>"
+                        f"{esc(task['quality_note'] or '-')}</td></tr>")
+            continue
+        for i, r in enumerate(q["rows"]):
+            body.append(
+                f"<tr class=quality><td>{name if i == 0 else ''}</td><td>{esc(r['name'])}</td>"
+                f"<td>{esc(str(q['metric']))}</td><td>{interval(r['value'], r['ci_low'], r['ci_high'], width=160)}</td>"
+                f"<td class=num><b>{r['value']:.3f}</b></td><td class=sub>[{r['ci_low']:.3f}, {r['ci_high']:.3f}]</td>"
+                f"<td class=num>{r['valid_rate']:.0%}</td><td class=num>{r['n']}</td></tr>")
+    body.append("</table><h2>Latency per route</h2><table><tr><th>route</th><th class=num>calls</th>"
+                "<th class=num>errors</th><th class=num>p50</th><th class=num>p95</th></tr>")
+    body.extend(f"<tr><td>{esc(r['route'])}</td><td class=num>{r['calls']}</td><td class=num>{r['errors']}</td>"
+                f"<td class=num>{_ms(r['latency_p50_ms'])}</td><td class=num>{_ms(r['latency_p95_ms'])}</td></tr>"
+                for r in report["routes"])
+    body.append("</table><h2>Gate decisions</h2>")
+    if report["decisions"]:
+        body.append("<table><tr><th>when</th><th>task</th><th>action</th><th>mode</th><th>by</th><th>reason</th></tr>")
+        body.extend(f"<tr class=decision><td>{esc(_when(d['ts']))}</td><td>{esc(d['task_id'])}</td>"
+                    f"<td><b>{esc(d['action'])}</b></td><td>{esc(d['mode_from'] or '-')} → {esc(d['mode_to'])}</td>"
+                    f"<td>{esc(d['actor'])}</td><td>{esc(d['reason'])}</td></tr>" for d in report["decisions"])
+        body.append("</table>")
+    else:
+        body.append("<p class=sub>No promotion, demotion or manual mode change yet.</p>")
+    body.append("<p class=sub>The counterfactual prices each call not served by the LLM at the mean LLM price of a "
+                "call of the same task (docs/report.md). Fallback rate: fallbacks over calls a specialist tried.</p>")
+    return page(title, "".join(body))

@@ -1,0 +1,221 @@
+"""The savings report: numbers checked by hand on a real SQLite store, the CLI, and the dashboard in Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx2
+import pytest
+from typer.testing import CliRunner
+
+from protege.cli import app
+from protege.gateway.auth import create_key
+from protege.records import CallRecord
+from protege.report.savings import build_report, render_html, render_terminal, wilson_ci
+from protege.store import Decision, Route, ShadowResult, open_store
+
+T0 = 1_750_000_000.0
+EVAL = {"task": "triage", "output_kind": "label", "headline_metric": "accuracy", "n_examples": 40, "rows": [
+    {"name": "base zero-shot", "n": 40, "valid_rate": 0.5, "headline": 0.3, "ci_low": 0.15, "ci_high": 0.45},
+    {"name": "specialist", "n": 40, "valid_rate": 1.0, "headline": 0.9, "ci_low": 0.8, "ci_high": 0.975},
+    {"name": "llm (reference)", "n": 40, "valid_rate": 1.0, "headline": 1.0, "ci_low": 1.0, "ci_high": 1.0}]}
+
+
+def _call(n: int, ts: float, task: str | None, served_by: str, cost: float | None, latency: float, **route) -> CallRecord:
+    meta = {"route": {"task": task, "mode": "on", "specialist": None, "fallback": False, "fallback_reason": None,
+                      "confidence": None, "human_facing": False, "shadow": None, **route}} if route else {}
+    return CallRecord(id=f"c{n:03d}", ts=ts, request={"model": "gpt-4o-mini", "messages": []},
+                      response={"choices": []}, served_by=served_by, cost_usd=cost, latency_ms=latency,
+                      task_id=task, metadata=meta)
+
+
+def fill_store(path: Path, specialists: Path) -> None:
+    """14 calls over 4 buckets of 1,000 s, two routes, three decisions (one before the window).
+
+    bucket 0: triage 4 LLM calls ($0.01 each; two with shadow results, one agreeing), extract 2 LLM calls ($0.02)
+    bucket 1: nothing
+    bucket 2: triage 4 specialist calls ($0.001) and 2 fallbacks to the LLM ($0.01)
+    bucket 3: task `fresh` (no LLM call ever) 1 specialist call ($0.002), 1 unassigned LLM call of unknown price
+    """
+    (specialists / "triage").mkdir(parents=True)
+    (specialists / "triage" / "eval.json").write_text(json.dumps(EVAL))
+    (specialists / "fresh").mkdir()
+    up, spec = "upstream:openai", "specialist:triage"
+    calls = [
+        _call(1, T0 + 10, "triage", up, 0.01, 100, mode="shadow", shadow={"agree": True, "score": 1.0, "latency_ms": 20}),
+        _call(2, T0 + 20, "triage", up, 0.01, 200, mode="shadow"),
+        _call(3, T0 + 30, "triage", up, 0.01, 300),
+        _call(4, T0 + 40, "triage", up, 0.01, 400),
+        _call(5, T0 + 50, "extract", up, 0.02, 1000),
+        _call(6, T0 + 60, "extract", up, 0.02, 2000),
+        *(_call(7 + i, T0 + 2100 + i, "triage", spec, 0.001, 10 * (i + 1), specialist="triage") for i in range(4)),
+        _call(11, T0 + 2200, "triage", up, 0.01, 500, fallback=True, fallback_reason="invalid_output"),
+        _call(12, T0 + 2300, "triage", up, 0.01, 700, fallback=True, fallback_reason="low_confidence"),
+        _call(13, T0 + 3100, "fresh", "specialist:fresh", 0.002, 50, specialist="fresh"),
+        _call(14, T0 + 3200, None, up, None, 300),
+    ]
+    with open_store(path) as store:
+        store.add_calls(calls)
+        # the gateway logs shadow comparisons apart from the calls; one here, one in call 1's metadata
+        store.add_shadow_result(ShadowResult("c002", "triage", agree=False, score=0.0, valid=True, latency_ms=30,
+                                             ts=T0 + 21))
+        store.add_decision(Decision("triage", "hold", "off", "off", "too few calls", ts=T0 - 100))
+        store.set_route(Route("triage", "shadow", str(specialists / "triage")),
+                        Decision("triage", "set", "off", "shadow", "manual", actor="user", ts=T0 + 5))
+        store.set_route(Route("triage", "on", str(specialists / "triage")),
+                        Decision("triage", "promote", "shadow", "on", "shadow agreement 0.93 >= 0.9",
+                                 evidence={"agreement": 0.93, "n": 200}, ts=T0 + 1500))
+        store.set_route(Route("fresh", "canary", str(specialists / "fresh")))
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    path = tmp_path / "protege.db"
+    fill_store(path, tmp_path / "specialists")
+    return path
+
+
+def test_build_report_numbers(db):
+    with open_store(db) as store:
+        r = build_report(store, since=T0, until=T0 + 4000, buckets=4)
+    t = r["totals"]
+    assert (t["calls"], t["llm_calls"], t["specialist_calls"], t["fallbacks"], t["unassigned_calls"]) == (14, 7, 5, 2, 1)
+    assert t["specialist_share"] == round(5 / 14, 4)
+    assert t["fallback_rate"] == round(2 / 7, 4)  # fallbacks over the calls a specialist tried
+    assert t["fallback_reasons"] == {"invalid_output": 1, "low_confidence": 1}
+    assert t["calls_unknown_cost"] == 1
+    # LLM price per call over the whole store: 8 priced LLM calls cost $0.10; triage's own 6 cost $0.06.
+    assert t["llm_cost_per_call_usd"] == pytest.approx(0.0125)
+    spend = 4 * 0.01 + 2 * 0.02 + 4 * 0.001 + 2 * 0.01 + 0.002
+    counterfactual = 4 * 0.01 + 2 * 0.02 + 4 * 0.01 + 2 * 0.01 + 0.0125
+    assert t["spend_usd"] == pytest.approx(spend)
+    assert t["counterfactual_usd"] == pytest.approx(counterfactual)
+    assert t["saved_usd"] == pytest.approx(counterfactual - spend)
+    assert t["times_cheaper"] == round(counterfactual / spend, 2) == 1.44
+
+    s = r["series"]
+    assert [b["calls"] for b in s] == [6, 0, 6, 2]
+    assert [b["specialist_share"] for b in s] == [0.0, None, round(4 / 6, 4), 0.5]
+    assert [b["cumulative_spend_usd"] for b in s] == pytest.approx([0.08, 0.08, 0.104, 0.106])
+    assert [b["cumulative_counterfactual_usd"] for b in s] == pytest.approx([0.08, 0.08, 0.14, 0.1525])
+
+    routes = {x["route"]: x for x in r["routes"]}
+    assert [x["kind"] for x in r["routes"]] == ["llm", "specialist", "specialist", "fallback"]
+    llm = routes["upstream:openai"]  # 100 200 300 300 400 1000 2000
+    assert (llm["calls"], llm["latency_p50_ms"], llm["latency_p95_ms"]) == (7, 300, 1700)
+    assert (routes["specialist:triage"]["latency_p50_ms"], routes["specialist:triage"]["latency_p95_ms"]) == (25, 38.5)
+    assert (routes["fallback to LLM"]["latency_p50_ms"], routes["fallback to LLM"]["latency_p95_ms"]) == (600, 690)
+
+    tasks = {x["task_id"]: x for x in r["tasks"]}
+    assert [x["task_id"] for x in r["tasks"]] == ["triage", "extract", "fresh"]
+    tri = tasks["triage"]
+    assert (tri["calls"], tri["specialist_calls"], tri["fallbacks"], tri["mode"]) == (10, 4, 2, "on")
+    assert (tri["specialist_share"], tri["fallback_rate"]) == (0.4, round(2 / 6, 4))
+    assert tri["counterfactual_usd"] == pytest.approx(0.04 + 0.04 + 0.02)
+    assert tri["quality"]["metric"] == "accuracy"
+    assert tri["quality"]["rows"][1] == {"name": "specialist", "n": 40, "valid_rate": 1.0, "value": 0.9,
+                                         "ci_low": 0.8, "ci_high": 0.975}
+    lo, hi = wilson_ci(1, 2)
+    assert tri["shadow"] == {"n": 2, "agree": 1, "agreement": 0.5, "ci_low": round(lo, 4), "ci_high": round(hi, 4),
+                             "mean_score": 0.5, "latency_p50_ms": 25}
+    assert 0.05 < lo < 0.1 and 0.9 < hi < 0.95
+    assert tasks["fresh"]["mode"] == "canary" and tasks["fresh"]["quality"] is None
+    assert "protege eval fresh --specialist" in tasks["fresh"]["quality_note"]
+    assert tasks["fresh"]["counterfactual_usd"] == pytest.approx(0.0125)  # no LLM call of its own: the overall mean
+    assert tasks["extract"]["mode"] == "off" and tasks["extract"]["fallback_rate"] is None
+
+    # the hold before the window is left out; newest first
+    assert [(d["action"], d["mode_to"]) for d in r["decisions"]] == [("promote", "on"), ("set", "shadow")]
+    assert r["decisions"][0]["evidence"] == {"agreement": 0.93, "n": 200}
+    json.dumps(r)  # plain data
+
+
+def test_counterfactual_unknown_without_priced_llm_calls(tmp_path):
+    with open_store(tmp_path / "p.db") as store:
+        store.add_calls([_call(1, T0, "t", "specialist:t", 0.001, 10, specialist="t"),
+                         _call(2, T0 + 1, "t", "upstream:x", None, 100)])
+        r = build_report(store)
+    t = r["totals"]
+    assert t["counterfactual_usd"] is None and t["saved_usd"] is None and t["times_cheaper"] is None
+    assert t["spend_usd"] == pytest.approx(0.001)
+    assert any("counterfactual" in n for n in r["notes"])
+    assert "unknown" in render_html(r)
+
+
+def test_report_cli_json_html_and_terminal(db, tmp_path, home):
+    res = CliRunner().invoke(app, ["report", "--database", str(db), "--json", "--html", str(tmp_path / "r.html"),
+                                   "--since", "2025-06-15T15:00+00:00"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["totals"]["calls"] == 14 and data["totals"]["specialist_calls"] == 5
+    assert data["totals"]["saved_usd"] == pytest.approx(0.0465)
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<svg") >= 3 and "<script" not in page and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    res = CliRunner().invoke(app, ["report", "--database", str(db), "--since", "1"])  # the last hour: nothing
+    assert res.exit_code == 0, res.output
+    assert "0 calls" in res.output
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    with open_store(db) as store:
+        render_terminal(build_report(store), console)
+    text = console.export_text()
+    assert "saved $0.0465" in text and "triage" in text and "promote" in text and "25 ms" in text
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("Chromium is needed to test the dashboard in a real browser: run `make chromium` "
+                    "(or `apt-get install -y chromium`).")
+    return path
+
+
+def run_chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}", *extra, url]
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
+
+
+def test_dashboard_in_headless_chromium(home, start_gateway, tmp_path):
+    home.mkdir(parents=True, exist_ok=True)
+    fill_store(home / "protege.db", tmp_path / "specialists")
+    with open_store(home / "protege.db") as store:
+        admin = create_key(store, "ops", "admin")
+        client = create_key(store, "agent", "client")
+    gw = start_gateway()
+    assert httpx2.get(gw.base + "/dashboard").status_code == 401
+    assert httpx2.get(gw.base + "/dashboard?key=pk-wrong").status_code == 401
+    assert httpx2.get(gw.base + "/v1/protege/report", headers={"Authorization": f"Bearer {client}"}).status_code == 403
+    assert httpx2.get(f"{gw.base}/v1/protege/report?key={admin}").status_code == 401  # ?key= is for the page only
+    r = httpx2.get(gw.base + "/v1/protege/report?buckets=4", headers={"Authorization": f"Bearer {admin}"})
+    assert r.status_code == 200 and r.json()["totals"]["calls"] == 14 and len(r.json()["series"]) == 4
+    assert httpx2.get(gw.base + "/v1/protege/report?hours=x", headers={"Authorization": f"Bearer {admin}"}).status_code == 400
+
+    url = f"{gw.base}/dashboard?key={admin}"
+    dom = run_chromium(url, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert html.count("<svg") >= 2 + 3 + 1  # spend, share, CI strips of 3 eval rows and of the shadow agreement
+    assert '<polyline points="' in html and html.count("<polyline") == 2
+    assert html.count('<rect x="') >= 3  # one specialist-share column per non-empty bucket
+    assert html.count('<tr class="task">') == 3 and html.count('<tr class="decision">') == 3
+    assert html.count('<tr class="quality">') == 3 + 1 + 1  # triage's 3 eval rows, a note each for the others
+    for text in ("triage", "extract", "fresh", "promote", "shadow agreement 0.93", "fallback to LLM", "0.900", "50.0%",
+                 "not evaluated"):
+        assert text in html, text
+
+    shot = tmp_path / "dashboard.png"
+    res = run_chromium(url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2000",
+                       "--hide-scrollbars")
+    assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000  # a blank page compresses to a few KB
+    keep = Path(__file__).parent.parent / ".pytest_cache" / "dashboard.png"
+    keep.parent.mkdir(exist_ok=True)
+    keep.write_bytes(png)  # to look at
