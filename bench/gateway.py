@@ -5,11 +5,14 @@ Run it with the project's venv (it needs aiohttp, uvicorn and protege's replay s
     .venv/bin/python bench/gateway.py            # default run, about 4-5 minutes
     .venv/bin/python bench/gateway.py --quick    # about a minute, for a quick look
 
+See bench/README.md for what each figure means and the options for a shared machine (--realtime).
+
 What runs where (2 cores assumed; `--proxy-cpu` / `--load-cpu` change it):
 
 * the mock upstream: protege's replay server (`protege.gateway.replay`, Starlette on uvicorn with uvloop and
   httptools) answering the recorded "What is N squared?" calls of tests/data/upstream_recordings.jsonl.
-  Under `/paced/v1` it waits `--paced-delay-ms` before answering, like a (very fast) LLM.
+  Under `/paced/v1` it waits before answering, like a (very fast) LLM: 0.5x..1.5x `--paced-delay-ms`,
+  fixed per prompt N, so that the load generator can subtract it.
 * the proxy under test (protege or LiteLLM), alone on the proxy core;
 * the upstream and the load generator (aiohttp client in its own process, keep-alive connections,
   closed loop: each of C workers sends its next request when the last one is answered) on the other core.
@@ -19,15 +22,15 @@ Two scenarios, each at stream = false / true:
 * `saturate` (c=1 and c=32): the upstream answers at once, so the proxy is the bottleneck. This gives the
   throughput ceiling and the CPU cost per call. At c=1 the added latency is the pure cost of one hop; at
   c=32 it is mostly queueing (latency ~ 32 / throughput), so it measures throughput, not per-hop overhead.
-* `paced` (c=32): the upstream takes `--paced-delay-ms` per call, so 32 concurrent callers offer a fixed,
-  realistic load instead of saturating the proxy. This is the setting in which "added latency at
-  concurrency 32" means what an agent would feel.
+* `paced` (c=32): the upstream takes ~`--paced-delay-ms` per call, so 32 concurrent callers offer a fixed,
+  realistic load (~300 calls/s at 100 ms) instead of saturating the proxy. This is the setting in which
+  "added latency at concurrency 32" means what an agent would feel.
 
 Every round runs each cell for every target, the targets in rotating order, so slow drift on a shared
 machine hits all of them alike; the reported figures are medians over rounds, and "added" latency is
-computed per round against the direct run of that round and cell. Calls lost: after the run protege gets
-SIGTERM, and the rows in `$PROTEGE_HOME/protege.db` (table `calls`) are compared with the 200 answers the
-load generator received from it. LiteLLM runs from its own venv (bench/.venv-litellm, created from
+computed per round against the direct run of that round and cell, both net of the upstream's think time.
+Calls lost: after the run protege gets SIGTERM, and the rows in `$PROTEGE_HOME/protege.db` (table `calls`)
+are compared with the 200 answers the load generator received from it. LiteLLM runs from its own venv (bench/.venv-litellm, created from
 bench/requirements-litellm.txt if missing), no database, no callbacks, local cost map, and with an
 unreachable HTTP(S) proxy set so that it cannot reach the internet.
 """
@@ -39,9 +42,9 @@ import asyncio
 import json
 import os
 import platform
+import select
 import shutil
 import sqlite3
-import select
 import statistics
 import subprocess
 import sys
@@ -57,7 +60,6 @@ RECORDINGS = ROOT / "tests" / "data" / "upstream_recordings.jsonl"
 LITELLM_VENV = BENCH / ".venv-litellm"
 LITELLM_REQUIREMENTS = BENCH / "requirements-litellm.txt"
 RESULTS = BENCH / "results" / "gateway.json"
-PROFILE_OUT = BENCH / "results" / "gateway-profile.txt"
 MODEL = "gpt-4o-mini"
 PACED_MODEL = "paced-gpt-4o-mini"
 N_PROMPTS = 64  # "What is N squared?" for N in 0..63, all recorded
@@ -97,7 +99,7 @@ def run_upstream(port: int, delay_ms: float) -> None:
             await asyncio.sleep(paced_delay_s(int(m.group(1)), delay_ms) if m else delay_ms / 1000)
             replay = iter(messages)
 
-            async def receive():  # noqa: F811 - hand the buffered body to the app
+            async def receive():  # hand the buffered body to the app
                 return next(replay, None) or {"type": "http.disconnect"}
 
         await app(scope, receive, send)
@@ -167,13 +169,13 @@ async def _phase(session, url: str, bodies: list[bytes], concurrency: int, strea
                     else:
                         key = f"http {resp.status}" if resp.status != 200 else "bad body"
                         errors[key] = errors.get(key, 0) + 1
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
                 await asyncio.sleep(0.01)
 
     t0 = time.perf_counter()
     tasks = [asyncio.ensure_future(worker(w)) for w in range(concurrency)]
-    done, pending = await asyncio.wait(tasks, timeout=seconds + 45)
+    _, pending = await asyncio.wait(tasks, timeout=seconds + 45)
     for t in pending:  # a request that outlived its own 30 s timeout: give up on it, say so
         t.cancel()
         errors["stuck"] = errors.get("stuck", 0) + 1
@@ -213,7 +215,7 @@ def run_loadgen() -> None:
         uvloop.install()
     except ImportError:
         pass
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin, stdout = sys.stdin.buffer, sys.stdout
     while True:
         line = stdin.readline()
         if not line:
@@ -224,10 +226,26 @@ def run_loadgen() -> None:
         sys.stderr.write(f"{time.strftime('%H:%M:%S')} cell {cmd.get('seq')} start\n")
         res = asyncio.run(_run_cell(cmd))
         res["seq"] = cmd.get("seq")
-        stdout.write(json.dumps(res).encode() + b"\n")
-        stdout.flush()
-        sys.stderr.write(f"{time.strftime('%H:%M:%S')} cell {cmd.get('seq')} done\n")
+        data = json.dumps(res).encode() + b"\n"
+        writes = write_all(stdout.fileno(), data)
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} cell {cmd.get('seq')} done, {len(data)} bytes in {writes} writes\n")
         sys.stderr.flush()
+
+
+def write_all(fd: int, data: bytes) -> int:
+    """Write every byte: a write to a pipe may be cut short (a signal, a non-blocking fd); returns the syscalls used."""
+    view, calls = memoryview(data), 0
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        except InterruptedError:
+            continue
+        calls += 1
+        view = view[n:]
+    return calls
 
 
 class LineReader:
@@ -304,7 +322,7 @@ def stuck_dump(logs: Path, pids: dict[str, int]) -> None:
     """py-spy dumps of the bench processes, for a cell that never finished."""
     spy = LITELLM_VENV / "bin" / "py-spy"
     for name, pid in pids.items():
-        out = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60) \
+        out = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60, check=False) \
             if spy.exists() else None
         (logs / f"stuck-{name}.txt").write_text(out.stdout + out.stderr if out else "py-spy not installed\n")
 
@@ -429,8 +447,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)), "cpu": cpu,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "loadavg_start": os.getloadavg()}
+            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def fmt(v: float | None, nd: int = 1) -> str:
@@ -455,9 +472,10 @@ def main() -> None:
                          "at the price of taking the CPUs from that work while the benchmark runs")
     ap.add_argument("--profile", action="store_true",
                     help="after the rounds, py-spy the protege gateway through one saturate c=32 cell "
-                         f"(writes {PROFILE_OUT.relative_to(ROOT)})")
+                         "(its summary goes into the results file under 'profile')")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--protege-cmd", default=None, help=argparse.SUPPRESS)  # A/B diagnostics: another `protege` launcher
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores) after the run")
     args = ap.parse_args()
     if args.realtime:
         PRIORITY[:] = ["chrt", "-f", "1"]
@@ -474,6 +492,7 @@ def main() -> None:
              ("paced", 32, False), ("paced", 32, True)]
 
     litellm_exe = ensure_litellm_venv() if "litellm" in targets else None
+    loadavg_start = os.getloadavg()
     t_start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="protege-bench-"))
     logs = work / "logs"
@@ -545,12 +564,15 @@ def main() -> None:
                    "concurrency": conc, "stream": stream, "warmup_s": warm,
                    "paced_delay_ms": args.paced_delay_ms if paced else 0, "seconds": secs, "max_requests": 1_000_000,
                    "cpu_pids": {k: v for k, v in pids.items() if k in ("upstream", target)}, "seq": seq}
-            loadgen.stdin.write(json.dumps(cmd).encode() + b"\n")
+            write_all(loadgen.stdin.fileno(), json.dumps(cmd).encode() + b"\n")
             line = reader.readline(warm + secs + 60)
             res = json.loads(line) if line else None
             if res is not None and res.get("seq") == seq:
                 return res
             # A stuck or dead load generator: leave evidence, start a fresh one, count the cell as failed.
+            (logs / f"stuck-reader-{seq}.txt").write_text(
+                f"line={None if line is None else len(line)} buffered={len(reader.buf)} "
+                f"newline={reader.buf.find(10) >= 0} alive={loadgen.poll() is None} res_seq={res and res.get('seq')}\n")
             stuck_dump(logs, {"loadgen": loadgen.pid, **{k: v[0] for k, v in pids.items()}})
             loadgen.kill()
             loadgen.wait(10)
@@ -598,7 +620,7 @@ def main() -> None:
             profile = run_profile(pids["protege"][0], lambda: run_cell("protege", "saturate", 32, False, 8.0, 0.5),
                                   acked)
 
-        loadgen.stdin.write(json.dumps({"quit": True}).encode() + b"\n")
+        write_all(loadgen.stdin.fileno(), json.dumps({"quit": True}).encode() + b"\n")
         loadgen.wait(30)
 
         # -- calls lost ---------------------------------------------------------------------------------------------
@@ -613,7 +635,9 @@ def main() -> None:
             db.close()
             spool_left = sum(p.stat().st_size for p in (home / "spool").glob("*")) if (home / "spool").exists() else 0
             lost = {"acknowledged_200": acked["protege"], "rows": rows, "rows_status_200": rows_200,
-                    "lost": acked["protege"] - rows_200, "exit_code": rc, "shutdown_s": round(shutdown_s, 2),
+                    "lost": acked["protege"] - rows_200, "exit_code": rc,
+                    "exit_code_note": "-15 is normal: uvicorn re-raises SIGTERM after its graceful shutdown",
+                    "shutdown_s": round(shutdown_s, 2),
                     "spool_bytes_left": spool_left}
     finally:
         for name, p in procs.items():
@@ -655,6 +679,8 @@ def main() -> None:
         verdict["added_p50_le_1ms_at_c32_paced"] = all(p and p["added_p50_ms"] is not None and p["added_p50_ms"] <= 1.0 for p in paced)
         verdict["added_p99_le_5ms_at_c32_paced"] = all(p and p["added_p99_ms"] is not None and p["added_p99_ms"] <= 5.0 for p in paced)
         sat = [get("saturate", 32, s, "protege") for s in (False, True)]
+        verdict["note"] = ("latency targets judged at paced c=32 (a fixed offered load); at saturate c=32 the proxy is "
+                           "the bottleneck and added latency is queueing: see the saturate rows")
         verdict["cpu_ms_per_call_le_2"] = all(p and p["proxy_cpu_ms_per_req"] is not None and p["proxy_cpu_ms_per_req"] <= 2.0 for p in sat)
         if "litellm" in targets:
             ratios = {("stream" if s else "json"): get("saturate", 32, s, "protege")["rps"] / get("saturate", 32, s, "litellm")["rps"]
@@ -666,8 +692,8 @@ def main() -> None:
     if "litellm" in targets:
         litellm_version = subprocess.run([str(LITELLM_VENV / "bin" / "python"), "-c",
                                           "from importlib.metadata import version; print(version('litellm'))"],
-                                         capture_output=True, text=True, timeout=60).stdout.strip() or None
-    info = machine_info() | {"loadavg_end": os.getloadavg()}
+                                         capture_output=True, text=True, timeout=60, check=False).stdout.strip() or None
+    info = machine_info() | {"loadavg_start": loadavg_start, "loadavg_end": os.getloadavg()}
     out = {
         "benchmark": "bench/gateway.py",
         "command": " ".join(["python", "bench/gateway.py", *sys.argv[1:]]),
@@ -694,7 +720,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print_table(summary, lost, verdict, out, args.out)
-    if failures:
+    if failures or args.keep:
         print(f"{len(failures)} cells failed; logs kept in {logs}")
     else:
         shutil.rmtree(work, ignore_errors=True)
@@ -715,10 +741,10 @@ def print_table(summary: list[dict], lost: dict | None, verdict: dict, out: dict
               f"{fmt(s['proxy_cpu_ms_per_req'], 2):>10s} {s['errors']:>6d}")
     if lost:
         print(f"\nprotege calls: {lost['acknowledged_200']} answered 200, {lost['rows_status_200']} logged with status 200 "
-              f"({lost['rows']} rows) after SIGTERM (exit {lost['exit_code']}, {lost['shutdown_s']} s): "
-              f"lost {lost['lost']}")
+              f"({lost['rows']} rows) after SIGTERM (exit {lost['exit_code']}, {lost['shutdown_s']} s, "
+              f"{lost['spool_bytes_left']} spool bytes left): lost {lost['lost']}")
     if verdict:
-        print("targets:", json.dumps(verdict))
+        print("targets:", json.dumps({k: v for k, v in verdict.items() if k != "note"}))
     print(f"wrote {path}  (wall {out['wall_s']} s)")
 
 
@@ -728,7 +754,7 @@ def print_table(summary: list[dict], lost: dict | None, verdict: dict, out: dict
 def run_profile(pid: int, drive, acked: dict) -> dict | None:
     spy = LITELLM_VENV / "bin" / "py-spy"
     if not spy.exists():
-        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "py-spy==0.4.3"], timeout=300)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "py-spy==0.4.3"], timeout=300, check=False)
     if not spy.exists():
         print("py-spy is not available; skipping the profile")
         return None
@@ -750,16 +776,15 @@ def run_profile(pid: int, drive, acked: dict) -> dict | None:
     return summarize_profile(raw.read_text())
 
 
-BUCKETS = [  # first match on the stack, innermost frame outwards, decides the bucket
-    ("spool write (CallLog.log)", ("spool.py",)),
-    ("log-record build (records/pricing/metrics)", ("records.py", "pricing.py", "metrics.py", "prometheus_client")),
-    ("sqlite drain thread", ("sqlite.py", "sqlite3")),
-    ("stream reassembly (openai_format)", ("openai_format.py",)),
-    ("aiohttp client (upstream hop)", ("aiohttp",)),
-    ("starlette (routing, responses)", ("starlette",)),
-    ("uvicorn http (httptools protocol)", ("uvicorn",)),
-    ("protege gateway/app.py", ("app.py", "auth.py")),
-    ("asyncio/uvloop event loop", ("asyncio", "uvloop")),
+BUCKETS = [  # checked in order against the whole stack; the first that matches takes the sample
+    ("call-log thread: spool -> SQLite (parse, rows, commit)", ("CallLog._run",)),
+    ("hot path: CallLog.log (serialise + spool write + wake the thread)", ("CallLog.log",)),
+    ("hot path: record fields, price, metrics", ("fill_derived_fields", "Gateway.log_call", "new_call_id", "prometheus_client")),
+    ("hot path: stream relay + reassembly", ("_relay_stream", "openai_format")),
+    ("aiohttp client: the upstream hop", ("aiohttp",)),
+    ("protege handler (app.py, auth) itself", ("chat_completions", "Gateway.authenticate", "_parse_request")),
+    ("starlette: routing, request, response", ("starlette",)),
+    ("uvicorn: HTTP parsing and writing", ("uvicorn",)),
 ]
 
 
@@ -782,26 +807,19 @@ def summarize_profile(text: str) -> dict:
             continue
         total += n
         self_time[leaf] = self_time.get(leaf, 0) + n
-        name = "other"
-        for frame in reversed(frames):
-            hit = next((b for b, keys in BUCKETS if any(k in frame for k in keys)), None)
-            if hit:
-                name = hit
-                break
+        name = next((b for b, keys in BUCKETS if any(k in f for f in frames for k in keys)), "event loop (uvloop I/O, callbacks, tasks)")
         buckets[name] = buckets.get(name, 0) + n
     report = {
         "busy_samples": total, "idle_samples": idle,
         "buckets_pct": {k: round(100 * v / total, 1) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])} if total else {},
         "top_self_pct": {k: round(100 * v / total, 1) for k, v in sorted(self_time.items(), key=lambda kv: -kv[1])[:25]} if total else {},
     }
-    PROFILE_OUT.parent.mkdir(parents=True, exist_ok=True)
     lines = ["protege gateway under saturate c=32 non-streaming load, py-spy --threads --nonblocking, idle frames removed",
-             f"busy samples {total}, idle samples {idle}", "", "where the time goes (innermost matching frame):"]
+             f"busy samples {total}, idle samples {idle}", "", "where the time goes (share of busy samples):"]
     lines += [f"  {v:5.1f}%  {k}" for k, v in report["buckets_pct"].items()]
     lines += ["", "top functions by self time:"]
     lines += [f"  {v:5.1f}%  {k}" for k, v in report["top_self_pct"].items()]
-    PROFILE_OUT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:20]))
+    print("\n".join(lines[:24]))
     return report
 
 

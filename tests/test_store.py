@@ -16,6 +16,7 @@ from protege.records import CallRecord
 from protege.store import CallFilter, open_store
 from protege.store.jsonl import import_jsonl, iter_export
 from protege.store.spool import CallLog
+from protege.store import Decision, Route, ShadowResult
 from protege.store.sqlite import MIGRATIONS, apply_migrations
 from tests.conftest import recorded_pairs
 
@@ -49,6 +50,30 @@ def test_migrations_from_the_first_schema_keep_old_rows(tmp_path):
         store.set_task_ids({"old1": "t-extract"})
         assert store.get_call("old1").task_id == "t-extract"
         assert store.list_keys() == []
+
+
+def test_routes_and_decisions_are_recorded_together(tmp_path):
+    with open_store(tmp_path / "p.db") as store:
+        assert store.routes() == {} and store.routes_version() == 0
+        store.set_route(Route("t-triage", "shadow", "/s/triage"),
+                        Decision("t-triage", "promote", "off", "shadow", "quality 0.99 of the LLM", {"ratio": 0.99}))
+        v1 = store.routes_version()
+        store.set_route(Route("t-triage", "on", "/s/triage", min_confidence=0.4),
+                        Decision("t-triage", "set", "shadow", "on", "by hand", actor="user"))
+        store.add_decision(Decision("t-extract", "hold", None, "off", "62% valid outputs, needs 100%"))
+        assert store.routes_version() > v1
+        route = store.routes()["t-triage"]
+        assert (route.mode, route.specialist, route.min_confidence) == ("on", "/s/triage", 0.4)
+        newest, *_, oldest = store.decisions()
+        assert newest.action == "hold" and oldest.evidence == {"ratio": 0.99} and oldest.actor == "gate"
+        assert [d.mode_to for d in store.decisions("t-triage")] == ["on", "shadow"]
+        with pytest.raises(ValueError, match="unknown mode 'always'"):
+            store.set_route(Route("t-triage", "always"))
+        store.add_shadow_result(ShadowResult("c1", "t-triage", agree=True, score=1.0, valid=True, confidence=0.9,
+                                             answer={"role": "assistant", "content": "billing"}, ts=10.0))
+        store.add_shadow_result(ShadowResult("c2", "t-triage", agree=False, score=0.0, valid=True, ts=20.0))
+        assert [(r.call_id, r.agree) for r in store.shadow_results("t-triage")] == [("c1", True), ("c2", False)]
+        assert store.shadow_results(since=15.0)[0].answer is None and store.shadow_results("x") == []
 
 
 def test_corrupt_database_names_the_fix(tmp_path):

@@ -25,6 +25,9 @@ app.add_typer(logs_app, name="logs")
 models_app = typer.Typer(help="The small models protege can serve and distil into.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+flywheel_app = typer.Typer(help="The loop: curate, analyze, select, train, evaluate and gate, again and again.",
+                           no_args_is_help=True)
+app.add_typer(flywheel_app, name="flywheel")
 console = Console()
 err = Console(stderr=True)
 
@@ -539,6 +542,120 @@ def report(
         sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         render_terminal(data, console)
+
+
+@app.command()
+def tasks(
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Each task's route (mode, specialist, confidence threshold) and its latest gate decisions."""
+    from protege.cluster.catalog import TaskCatalog
+
+    with _store(database, config) as store:
+        routes, decisions = store.routes(), store.decisions(limit=200)
+        counts = {row["name"]: row["calls"] for row in store.stats()["by_task"]}
+    catalog = TaskCatalog.load()
+    ids = sorted(set(catalog.tasks) | set(routes), key=lambda t: -counts.get(t, 0))
+    rows = []
+    for task_id in ids:
+        route = routes.get(task_id)
+        latest = next((d for d in decisions if d.task_id == task_id), None)
+        rows.append({"task": task_id, "calls": counts.get(task_id, 0), "mode": route.mode if route else "off",
+                     "specialist": route.specialist if route else None,
+                     "min_confidence": route.min_confidence if route else None,
+                     "last_decision": None if latest is None else {
+                         "action": latest.action, "mode": latest.mode_to, "reason": latest.reason,
+                         "actor": latest.actor, "ts": latest.ts}})
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    if not rows:
+        err.print("No tasks yet: run `protege analyze` (or `protege flywheel run`).")
+        return
+    table = Table("task", "calls", "mode", "threshold", "last decision")
+    for r in rows:
+        d = r["last_decision"]
+        table.add_row(r["task"], str(r["calls"]), r["mode"],
+                      "-" if r["min_confidence"] is None else f"{r['min_confidence']:.3f}",
+                      "-" if d is None else f"{d['action']} → {d['mode']} ({d['actor']}): {d['reason']}")
+    console.print(table)
+
+
+@app.command()
+def promote(
+    task: Annotated[str, typer.Argument(help="Task id (see `protege tasks`).")],
+    mode: Annotated[str, typer.Option(help="off, shadow, canary or on.")],
+    specialist: Annotated[Optional[Path], typer.Option(help="Specialist folder (default: the task's current one).")] = None,
+    canary_share: Annotated[Optional[float], typer.Option(help="Share of calls the specialist answers in canary mode.")] = None,
+    min_confidence: Annotated[Optional[float], typer.Option(help="Fall back to the LLM below this confidence.")] = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the decision.")] = "set by hand",
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set a task's routing mode by hand (recorded like a gate decision; a running gateway picks it up)."""
+    from protege.route.gates import set_mode
+    from protege.store import MODES
+
+    if mode not in MODES:
+        fail(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    with _store(database, config) as store:
+        try:
+            route = set_mode(store, task, mode, specialist=str(specialist.resolve()) if specialist else None,
+                             min_confidence=min_confidence, canary_share=canary_share, reason=reason)
+        except ValueError as e:
+            fail(str(e))
+    err.print(f"{task}: {route.mode} (specialist {route.specialist})")
+
+
+@flywheel_app.command("run")
+def flywheel_run(
+    max_tasks: Annotated[Optional[int], typer.Option(help="Train at most this many tasks (most valuable first).")] = None,
+    task: Annotated[Optional[list[str]], typer.Option(help="Only this task id (repeatable).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model for every specialist (default: chosen per task).")] = None,
+    min_calls: Annotated[int, typer.Option(help="Fewest calls a task needs.")] = 40,
+    max_train_calls: Annotated[int, typer.Option(help="Training calls per task.")] = 200,
+    eval_calls: Annotated[int, typer.Option(help="Held-out calls to evaluate and calibrate on.")] = 40,
+    epochs: int = 2,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop training after this many optimizer steps.")] = None,
+    embedder: Annotated[str, typer.Option(help="'minilm' or 'hashing'.")] = "minilm",
+    review_only: Annotated[bool, typer.Option(help="Only judge live evidence (shadow → on, demotions).")] = False,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """One pass: review live routes, analyze, curate, train, evaluate as served and gate."""
+    from protege.flywheel import FlywheelOptions, review_routes, run_pass
+
+    settings = _settings(config)
+    say = err.print
+    opts = FlywheelOptions(min_calls=min_calls, max_tasks=max_tasks, tasks=task, model=model,
+                           max_train_calls=max_train_calls, eval_calls=eval_calls, epochs=epochs,
+                           max_steps=max_steps, embedder=embedder)
+    with _store(database, config) as store:
+        try:
+            data = ({"reviewed": review_routes(store, settings, say)} if review_only
+                    else run_pass(store, settings, opts, say=say).to_dict())
+        except (ImportError, ValueError, FileNotFoundError) as e:
+            fail(str(e))
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+@flywheel_app.command("watch")
+def flywheel_watch(
+    interval: Annotated[float, typer.Option(help="Seconds between live reviews.")] = 60.0,
+    min_new_calls: Annotated[int, typer.Option(help="Run a training pass when this many new calls arrived.")] = 200,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Keep the loop running: review live routes every --interval, retrain in a child process as calls arrive."""
+    from protege.flywheel import watch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    watch(database, interval_s=interval, min_new_calls=min_new_calls, config=str(config) if config else None,
+          say=err.print)
 
 
 def main() -> None:

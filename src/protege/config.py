@@ -21,6 +21,14 @@ Example `protege.toml`::
 
     [prices]                           # USD per million tokens; overrides the built-in table
     "my-finetune" = { input = 0.3, output = 1.2 }
+
+    [gates]                            # when a specialist may serve (docs/routing.md)
+    min_quality_ratio = 0.98
+    [gates.tasks.support_ticket_triage]
+    min_quality_ratio = 0.95
+
+    [routing]
+    local_usd_per_hour = 0.10          # what the machine serving specialists costs
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from protege.pricing import Price, PriceTable
 from protege.store.base import protege_home
@@ -70,6 +78,48 @@ class PriceConfig(_Strict):
     output: float = Field(ge=0, description="USD per million completion tokens")
 
 
+class GatePolicy(_Strict):
+    """When a specialist is promoted, held back or demoted (docs/routing.md)."""
+
+    min_quality_ratio: float = Field(0.98, gt=0, le=1.5, description="Routed quality / the LLM reference's quality")
+    min_examples: int = Field(30, ge=1, description="Held-out calls the evaluation needs")
+    min_valid_rate: float = Field(1.0, ge=0, le=1, description="Share of the specialist's outputs that must be valid")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="Share of calls the specialist must answer itself "
+                                "at the calibrated confidence threshold (else it saves too little to serve)")
+    shadow_first: bool = Field(True, description="A newly promoted specialist answers in shadow before it serves")
+    shadow_calls: int = Field(20, ge=1, description="Shadow comparisons needed before shadow → on")
+    live_window: int = Field(100, ge=1, description="Most recent live calls the monitor judges")
+    min_live_calls: int = Field(20, ge=1, description="Live calls needed before the monitor may demote")
+    max_fallback_rate: float = Field(0.5, ge=0, le=1, description="Demote above this share of fallbacks")
+    max_invalid_rate: float = Field(0.05, ge=0, le=1, description="Demote above this share of invalid outputs")
+    min_shadow_agreement: float = Field(0.9, ge=0, le=1, description="Shadow agreement with the LLM to go on; "
+                                        "below it in shadow or on (shadow sampling), the specialist is demoted")
+
+
+class GateConfig(GatePolicy):
+    tasks: dict[str, dict] = Field(default_factory=dict, description="Per-task overrides of the fields above")
+
+    @field_validator("tasks")
+    @classmethod
+    def _check_overrides(cls, tasks: dict[str, dict]) -> dict[str, dict]:
+        for overrides in tasks.values():
+            GatePolicy(**overrides)  # unknown or out-of-range fields fail at load time, naming the field
+        return tasks
+
+    def for_task(self, task_id: str) -> GatePolicy:
+        return GatePolicy(**self.model_dump(exclude={"tasks"}) | self.tasks.get(task_id, {}))
+
+
+class RoutingConfig(_Strict):
+    local_usd_per_hour: float = Field(0.10, ge=0, description="Hourly price of the machine serving local models: a "
+                                      "local call costs its latency times this")
+    audit_share: float = Field(0.05, ge=0, le=1, description="Share of a served task's calls the LLM answers with "
+                               "the specialist in shadow, to measure live agreement (drift)")
+    refresh_s: float = Field(2.0, gt=0, description="How often the gateway re-reads routes and the task catalog")
+    human_facing_header: str = Field("x-protege-human-facing", description="Requests with this header set to "
+                                     "true (or metadata.human_facing) always go to the LLM")
+
+
 class Settings(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
@@ -79,6 +129,8 @@ class Settings(_Strict):
     scrub_at_ingest: bool = Field(
         False, description="Scrub PII and secrets before a call is first written anywhere (costs CPU per call; needs protege[curate])"
     )
+    gates: GateConfig = Field(default_factory=GateConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
 
     def price_table(self) -> PriceTable:

@@ -21,7 +21,7 @@ import orjson
 
 from protege.curate.filters import FilterReport, filter_calls
 from protege.curate.scrub import Scrubber
-from protege.curate.splits import split_by_task
+from protege.curate.splits import Split, split_by_task
 from protege.records import CallRecord
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class CurationResult:
     filters: FilterReport = field(default_factory=FilterReport)
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     out_dir: Path | None = None
+    datasets: dict[str | None, Split] = field(default_factory=dict)
+    """The kept, scrubbed calls of each task, split (not part of `to_dict`)."""
 
     def to_dict(self) -> dict:
         return {
@@ -75,7 +77,7 @@ def curate_calls(
             if progress and i % 100 == 0:
                 progress(i)
         kept = cleaned
-    splits = split_by_task(kept, test_share=test_share, time_ordered=time_ordered, seed=seed)
+    splits = result.datasets = split_by_task(kept, test_share=test_share, time_ordered=time_ordered, seed=seed)
     for task, split in splits.items():
         result.splits[task or UNASSIGNED] = {"train": len(split.train), "test": len(split.test)}
     if out_dir is not None:

@@ -202,6 +202,8 @@ class Row:
     cost_per_1k_usd: float | None
     errors: list[str] = field(default_factory=list)
     """A few error messages of invalid outputs, to show what went wrong."""
+    per_example: list[tuple[str, float, bool]] = field(default_factory=list)
+    """(example id, headline score, valid) of every example, in order."""
 
 
 @dataclass
@@ -243,13 +245,14 @@ def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, ta
     rows = []
     for cand in candidates:
         per_metric: dict[str, list[float]] = {}
-        valid, latencies, costs, errors, predicted = [], [], [], [], []
+        valid, latencies, costs, errors, predicted, per_example = [], [], [], [], [], []
         for i, ex in enumerate(examples):
             ans = cand.answer(ex)
             scores, ok = score_answer(kind, ans, ex, label_set)
             for k, v in scores.items():
                 per_metric.setdefault(k, []).append(v)
             valid.append(float(ok))
+            per_example.append((ex.id, round(scores.get(headline, 0.0), 4), bool(ok)))
             if ans.latency_ms is not None:
                 latencies.append(ans.latency_ms)
             if ans.cost_usd is not None:
@@ -266,7 +269,7 @@ def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, ta
             metrics["macro_f1"] = round(macro_f1(predicted, answers), 4)
         rows.append(Row(cand.name, len(examples), round(statistics.fmean(valid), 4), round(statistics.fmean(main), 4),
                         round(lo, 4), round(hi, 4), metrics, percentile(latencies, 0.5), percentile(latencies, 0.95),
-                        round(1000 * statistics.fmean(costs), 4) if costs else None, errors))
+                        round(1000 * statistics.fmean(costs), 4) if costs else None, errors, per_example))
         log.info("%s: %s %.3f [%.3f, %.3f], valid %.0f%%", cand.name, headline, rows[-1].headline, lo, hi,
                  100 * rows[-1].valid_rate)
     return EvalReport(task, kind, headline, len(examples), rows)

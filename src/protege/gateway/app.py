@@ -28,6 +28,7 @@ from protege.gateway.auth import Caller, KeyRing
 from protege.gateway.metrics import GatewayMetrics
 from protege.openai_format import error_body, iter_sse_data, reassemble_chat_stream
 from protege.records import CallRecord, fill_derived_fields, new_call_id
+from protege.route.router import RouteDecision, Router
 from protege.store import CallFilter, Store, open_store
 from protege.store.spool import CallLog
 
@@ -64,6 +65,10 @@ class Gateway:
         self.local_models = local_models
         self.scrubber = ingest_scrubber(settings.scrub_at_ingest)
         self.session: aiohttp.ClientSession | None = None
+        self.router: Router | None = None
+        if local_models is not None:
+            self.router = Router(self.store, local_models, settings)
+        self.local_usd_per_ms = settings.routing.local_usd_per_hour / 3_600_000
 
     async def start(self) -> None:
         g = self.settings.gateway
@@ -77,8 +82,12 @@ class Gateway:
             )
         if not self.settings.upstreams:
             log.warning("No upstream configured: only local models can answer. Use --upstream URL or protege.toml.")
+        if self.router is not None:
+            await run_in_threadpool(self.router.start)
 
     async def stop(self) -> None:
+        if self.router is not None:
+            await run_in_threadpool(self.router.stop)
         if self.session:
             await self.session.close()
         if self.local_models is not None and hasattr(self.local_models, "close"):
@@ -102,8 +111,8 @@ class Gateway:
             )
             if record.cost_usd:
                 self.metrics.cost.labels(record.upstream_model or record.requested_model).inc(record.cost_usd)
-        elif record.served_by:
-            record.cost_usd = 0.0
+        elif record.served_by:  # a local model or specialist: the serving machine's time
+            record.cost_usd = round((record.latency_ms or 0.0) * self.local_usd_per_ms, 9)
         if self.scrubber is not None:
             record = self.scrubber.scrub_record(record)
         self.call_log.log(record)
@@ -213,6 +222,14 @@ async def chat_completions(request: Request) -> Response:
     if upstream is None:
         return _error(404, f"No upstream serves model {model!r}. Add one with --upstream URL or an [[upstreams]] entry "
                       "whose models match it in protege.toml.", code="model_not_found", param="model")
+    decision = gw.router.decide(body, request.headers, record.id) if gw.router is not None else None
+    if decision is not None:
+        record.task_id = decision.task_id
+        record.metadata["route"] = decision.metadata()
+        if decision.serve:
+            served = await _try_specialist(gw, decision, body, record, t0)
+            if served is not None:
+                return served
     record.served_by = f"upstream:{upstream.name}"
     try:
         resp = await gw.send_upstream(upstream, raw, gw.upstream_headers(upstream, request, caller))
@@ -223,9 +240,9 @@ async def chat_completions(request: Request) -> Response:
 
     if body.get("stream") and resp.status == 200:
         return StreamingResponse(
-            _relay_stream(gw, resp, record, t0),
+            _relay_stream(gw, resp, record, t0, decision),
             media_type=resp.headers.get("content-type", "text/event-stream"),
-            headers={"x-protege-call-id": record.id, "cache-control": "no-cache"},
+            headers=_route_headers(record) | {"cache-control": "no-cache"},
         )
     try:
         payload = await resp.read()
@@ -249,11 +266,50 @@ async def chat_completions(request: Request) -> Response:
         record.metadata["upstream_body"] = parsed if parsed is not None else payload[:2000].decode(errors="replace")
         record.error = _upstream_error_message(parsed, resp.status) if resp.status != 200 else "upstream sent a non-JSON body"
     gw.log_call(record)  # on disk before the caller sees the answer
+    if decision is not None and decision.shadow and record.response is not None:
+        gw.router.shadow(decision, body, record.id, record.response)
     return Response(payload, resp.status, media_type=resp.headers.get("content-type", "application/json"),
-                    headers={"x-protege-call-id": record.id})
+                    headers=_route_headers(record))
 
 
-async def _relay_stream(gw: Gateway, resp: aiohttp.ClientResponse, record: CallRecord, t0: float):
+def _route_headers(record: CallRecord) -> dict[str, str]:
+    """Who answered: the call id, `x-protege-served-by`, and `x-protege-fallback` with the reason when the
+    specialist's answer was not served."""
+    headers = {"x-protege-call-id": record.id, "x-protege-served-by": record.served_by or "none"}
+    route = record.metadata.get("route")
+    if route:
+        headers["x-protege-task"] = route.get("task") or ""
+        if route.get("fallback"):
+            headers["x-protege-fallback"] = route.get("fallback_reason") or "yes"
+    return headers
+
+
+async def _try_specialist(gw: Gateway, decision: RouteDecision, body: dict, record: CallRecord,
+                          t0: float) -> Response | None:
+    """Answer with the task's specialist; None (and the reason in the log) when the LLM must answer."""
+    assert gw.router is not None
+    got = await run_in_threadpool(gw.router.answer, decision, body)
+    route = record.metadata["route"]
+    route["confidence"] = None if got.confidence is None else round(got.confidence, 4)
+    route["specialist_latency_ms"] = round(got.latency_ms, 2)
+    if not got.ok:
+        route["fallback"], route["fallback_reason"], route["fallback_detail"] = True, got.fallback_reason, got.error
+        gw.metrics.fallbacks.labels(decision.task_id or "", got.fallback_reason or "").inc()
+        return None
+    response = got.completion
+    response["model"] = f"{decision.specialist.runtime.base.model_id}:{decision.task_id}"
+    record.served_by = f"specialist:{decision.task_id}"
+    record.response = response
+    record.latency_ms = record.ttft_ms = (time.perf_counter() - t0) * 1000
+    gw.log_call(record)
+    headers = _route_headers(record)
+    if body.get("stream"):
+        return StreamingResponse(_as_sse(response), media_type="text/event-stream", headers=headers)
+    return Response(orjson.dumps(response), 200, media_type="application/json", headers=headers)
+
+
+async def _relay_stream(gw: Gateway, resp: aiohttp.ClientResponse, record: CallRecord, t0: float,
+                        decision: RouteDecision | None = None):
     """Pass SSE bytes through as they arrive; log the reassembled response before the final `[DONE]`."""
     parts: list[bytes] = []
     logged = False
@@ -270,6 +326,8 @@ async def _relay_stream(gw: Gateway, resp: aiohttp.ClientResponse, record: CallR
         if record.response.get("error") and error is None:
             record.status, record.error = 502, _upstream_error_message(record.response, 502)
         gw.log_call(record)
+        if decision is not None and decision.shadow and record.is_success:
+            gw.router.shadow(decision, record.request, record.id, record.response)
 
     try:
         async for chunk in resp.content.iter_any():
@@ -350,6 +408,7 @@ async def health(request: Request) -> Response:
     return JSONResponse({
         "status": "ok", "open_mode": gw.keys.is_open, "log_backlog": gw.call_log.backlog,
         "spool_errors": gw.call_log.spool_errors, "upstreams": [u.name for u in gw.settings.upstreams],
+        "routing": gw.router.describe() if gw.router is not None else None,
     })
 
 

@@ -18,6 +18,8 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.retries = Counter("protege_upstream_retries", "Upstream attempts retried", registry=self.registry)
+        self.fallbacks = Counter("protege_fallbacks", "Calls a specialist was asked to answer that went to the LLM",
+                                 ["task", "reason"], registry=self.registry)
         self.cost = Counter("protege_cost_usd", "Spend on upstream LLMs, USD", ["model"], registry=self.registry)
         if call_log is not None:
             Gauge("protege_log_backlog", "Calls accepted but not yet in the store", registry=self.registry).set_function(

@@ -20,7 +20,7 @@ from protege.models.catalog import check_model_path
 from protege.models.constrain import OutputPlan, TokenConstraint
 from protege.models.errors import InvalidRequestError, ModelFileError, ModelNotFoundError, require
 from protege.models.prompting import CHATML, render_prompt
-from protege.models.runtime import Generation, LocalRuntime, SamplingParams
+from protege.models.runtime import Generation, LocalRuntime, SamplingParams, token_margin
 
 if TYPE_CHECKING:
     from protege.models.catalog import ModelSpec
@@ -170,6 +170,8 @@ class TransformersRuntime(LocalRuntime):
                     if constraint is not None:
                         allowed = torch.from_numpy(constraint.allowed().copy()).to(logits.device)
                         logits = logits.masked_fill(~allowed, float("-inf"))
+                    if gen.margins is not None:
+                        gen.margins.append(token_margin(logits.cpu().numpy()))
                     token = self._sample(logits, params, generator)
                     if token in self.eos_tokens:
                         if constraint is not None and not constraint.is_accepting():

@@ -31,7 +31,7 @@ from protege.models.errors import (
     require,
 )
 from protege.models.prompting import CHATML, TEMPLATES, render_prompt
-from protege.models.runtime import Generation, LocalRuntime, SamplingParams
+from protege.models.runtime import Generation, LocalRuntime, SamplingParams, token_margin
 
 if TYPE_CHECKING:
     from protege.models.catalog import ModelSpec
@@ -198,9 +198,12 @@ class LlamaCppRuntime(LocalRuntime):
         gen.prompt_tokens = len(tokens)
         constraint = TokenConstraint(self.lltokenizer, plan.grammar, self.n_vocab) if plan.grammar else None
         processors = None
-        if constraint is not None:
+        if constraint is not None or gen.margins is not None:
             def mask_logits(_input_ids, logits):
-                logits[~constraint.allowed()] = -np.inf
+                if constraint is not None:
+                    logits[~constraint.allowed()] = -np.inf
+                if gen.margins is not None:
+                    gen.margins.append(token_margin(logits))
                 return logits
 
             processors = [mask_logits]

@@ -146,6 +146,20 @@ def completion_to_chunks(completion: dict) -> Iterator[dict]:
     yield chunk_dict(cid, created, model, {}, choice["finish_reason"], usage=completion.get("usage"))
 
 
+def token_margin(logits: Any) -> float:
+    """Top-1 minus top-2 softmax probability of a logits row (numpy; -inf entries are masked out)."""
+    import numpy as np
+
+    if logits.shape[0] < 2:
+        return 1.0
+    top2 = np.partition(logits, -2)[-2:]
+    high = float(top2.max())
+    if not np.isfinite(high):
+        return 1.0
+    total = float(np.exp(logits - high).sum())
+    return (1.0 - float(np.exp(float(top2.min()) - high))) / total
+
+
 # --- local runtimes ------------------------------------------------------------------------------
 
 
@@ -182,11 +196,21 @@ class SamplingParams:
 class Generation:
     """The text pieces of one decode, then its counts: iterate it, then read `finish_reason`."""
 
-    def __init__(self, pieces: Iterator[str]):
+    def __init__(self, pieces: Iterator[str], track_confidence: bool = False):
         self._pieces = pieces
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finish_reason = "stop"
+        self.margins: list[float] | None = [] if track_confidence else None
+        """With confidence tracking: per decoded token, top-1 minus top-2 probability (after the grammar mask)."""
+
+    @property
+    def confidence(self) -> float | None:
+        """The smallest top-1/top-2 probability margin of the answer: how close the least sure token came
+        to going another way (tokens the grammar forces count as 1.0)."""
+        if self.margins is None:
+            return None
+        return min(self.margins, default=1.0)
 
     def __iter__(self) -> Iterator[str]:
         return self._pieces
@@ -261,13 +285,23 @@ class LocalRuntime(Runtime):
     def adapter_names(self) -> list[str]:
         return []
 
-    def _start(self, request: dict, adapter: str | None) -> tuple[OutputPlan, Generation, str]:
+    def set_prompt_format(self, adapter: str, render: Callable[[dict], str] | None) -> None:
+        """Render requests answered through `adapter` with `render` (a specialist's pruned prompt format)
+        instead of `self.render`; None restores the default."""
+        formats = self.__dict__.setdefault("_prompt_formats", {})
+        if render is None:
+            formats.pop(adapter, None)
+        else:
+            formats[adapter] = render
+
+    def _start(self, request: dict, adapter: str | None,
+               track_confidence: bool = False) -> tuple[OutputPlan, Generation, str]:
         if not isinstance(request, dict):
             raise InvalidRequestError("the request body must be a JSON object")
         plan = plan_output(request)
         params = SamplingParams.from_request(request)
-        prompt = self.render(request)
-        gen = Generation(iter(()))
+        prompt = self.__dict__.get("_prompt_formats", {}).get(adapter, self.render)(request)
+        gen = Generation(iter(()), track_confidence)
         pieces = self._generate(prompt, plan, params, adapter, gen)
         if params.stop and plan.kind == "text":
             pieces = _cut_at_stop(pieces, params.stop, gen)
@@ -278,10 +312,17 @@ class LocalRuntime(Runtime):
         return plan, gen, model
 
     def complete(self, request: dict, adapter: str | None = None) -> dict:
-        plan, gen, model = self._start(request, adapter)
+        return self.complete_scored(request, adapter, track_confidence=False)[0]
+
+    def complete_scored(self, request: dict, adapter: str | None = None,
+                        track_confidence: bool = True) -> tuple[dict, float | None]:
+        """`complete`, plus the answer's confidence (`Generation.confidence`) for routing decisions."""
+        plan, gen, model = self._start(request, adapter, track_confidence)
         text = "".join(gen)
         content, tool_calls = plan.parse(text, gen.finish_reason)
-        return completion_dict(model, content, tool_calls, gen.finish_reason, gen.prompt_tokens, gen.completion_tokens)
+        completion = completion_dict(model, content, tool_calls, gen.finish_reason, gen.prompt_tokens,
+                                     gen.completion_tokens)
+        return completion, gen.confidence
 
     def stream(self, request: dict, adapter: str | None = None) -> Iterator[dict]:
         """Stream text as it is decoded; constrained JSON is validated before the final chunk,
@@ -326,6 +367,9 @@ class AdapterRuntime(Runtime):
 
     def complete(self, request: dict) -> dict:
         return self.base.complete(request, adapter=self.adapter)
+
+    def complete_scored(self, request: dict, track_confidence: bool = True) -> tuple[dict, float | None]:
+        return self.base.complete_scored(request, self.adapter, track_confidence)
 
     def stream(self, request: dict) -> Iterator[dict]:
         return self.base.stream(request, adapter=self.adapter)

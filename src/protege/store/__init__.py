@@ -1,6 +1,18 @@
 """Where call records and API keys live. `open_store()` picks the implementation by URL scheme."""
 
 from protege.store import sqlite as _sqlite  # noqa: F401  (registers the built-in SQLite store)
-from protege.store.base import STORES, ApiKey, CallFilter, Store, open_store, protege_home, register_store
+from protege.store.base import (
+    MODES,
+    STORES,
+    ApiKey,
+    CallFilter,
+    Decision,
+    Route,
+    ShadowResult,
+    Store,
+    open_store,
+    protege_home,
+    register_store,
+)
 
-__all__ = ["STORES", "ApiKey", "CallFilter", "Store", "open_store", "protege_home", "register_store"]
+__all__ = ["MODES", "STORES", "ApiKey", "CallFilter", "Decision", "Route", "ShadowResult", "Store", "open_store", "protege_home", "register_store"]

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protege.records import CallRecord
 
 ROLES = ("client", "admin")
+MODES = ("off", "shadow", "canary", "on")
+"""How a task's specialist takes part in serving: not at all, beside the LLM (compared, never
+served), on a share of the traffic, or on all of it (the LLM stays the fallback)."""
 
 
 def protege_home() -> Path:
@@ -35,6 +38,58 @@ class ApiKey:
     @property
     def is_active(self) -> bool:
         return self.revoked_ts is None
+
+
+@dataclass
+class Route:
+    """How the gateway routes one task: its specialist, the mode and the fallback threshold."""
+
+    task_id: str
+    mode: str = "off"
+    specialist: str | None = None
+    """The specialist's folder."""
+    canary_share: float = 0.1
+    """In `canary` mode, the share of the task's calls the specialist answers."""
+    min_confidence: float | None = None
+    """Fall back to the LLM when the specialist's confidence is below this (None: never for confidence)."""
+    updated_ts: float = 0.0
+
+
+@dataclass
+class Decision:
+    """One promotion, demotion or manual mode change, with the evidence it rested on."""
+
+    task_id: str
+    action: str
+    """"promote", "hold", "demote" or "set"."""
+    mode_from: str | None
+    mode_to: str
+    reason: str
+    evidence: dict = field(default_factory=dict)
+    specialist: str | None = None
+    actor: str = "gate"
+    """"gate" (automatic), "monitor" (live demotion) or "user"."""
+    ts: float = 0.0
+    id: int | None = None
+
+
+@dataclass
+class ShadowResult:
+    """A specialist's answer to a call the LLM served, compared with the LLM's (shadow mode).
+
+    Kept apart from the calls: a specialist's output must never become training data."""
+
+    call_id: str
+    task_id: str
+    agree: bool
+    score: float
+    """The task's headline metric of the specialist's answer against the LLM's."""
+    valid: bool
+    confidence: float | None = None
+    latency_ms: float | None = None
+    specialist: str | None = None
+    answer: dict | None = None
+    ts: float = 0.0
 
 
 @dataclass
@@ -79,6 +134,32 @@ class Store(ABC):
 
     @abstractmethod
     def revoke_key(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def set_route(self, route: Route, decision: Decision | None = None) -> None:
+        """Create or replace a task's route, recording `decision` in the same transaction."""
+
+    @abstractmethod
+    def add_decision(self, decision: Decision) -> None:
+        """Record a decision that changes no route (a gate holding a specialist back)."""
+
+    @abstractmethod
+    def routes(self) -> dict[str, Route]: ...
+
+    @abstractmethod
+    def routes_version(self) -> float:
+        """Changes whenever a route changes: the gateway polls it to pick up promotions without a restart."""
+
+    @abstractmethod
+    def decisions(self, task_id: str | None = None, limit: int | None = None) -> list[Decision]:
+        """Decisions, newest first."""
+
+    @abstractmethod
+    def add_shadow_result(self, result: ShadowResult) -> None: ...
+
+    @abstractmethod
+    def shadow_results(self, task_id: str | None = None, since: float | None = None) -> list[ShadowResult]:
+        """Shadow comparisons, oldest first."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

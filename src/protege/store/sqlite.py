@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from protege.records import CallRecord
-from protege.store.base import ApiKey, CallFilter, Store, register_store
+from protege.store.base import MODES, ApiKey, CallFilter, Decision, Route, ShadowResult, Store, register_store
 
 # Each migration runs once, in order, inside a transaction, and is recorded in `_migrations`.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
@@ -69,6 +69,50 @@ def m002_api_keys(db: sqlite3.Connection) -> None:
 def m003_task_id(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN task_id TEXT")
     db.execute("CREATE INDEX calls_task ON calls(task_id)")
+
+
+@migration
+def m004_routes(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE routes (
+            task_id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('off', 'shadow', 'canary', 'on')),
+            specialist TEXT,
+            canary_share REAL NOT NULL,
+            min_confidence REAL,
+            updated_ts REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            task_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            mode_from TEXT,
+            mode_to TEXT NOT NULL,
+            specialist TEXT,
+            reason TEXT NOT NULL,
+            evidence_json TEXT NOT NULL,
+            actor TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX decisions_task ON decisions(task_id, ts)")
+    db.execute(
+        """CREATE TABLE shadow_results (
+            call_id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            task_id TEXT NOT NULL,
+            specialist TEXT,
+            agree INTEGER NOT NULL,
+            score REAL NOT NULL,
+            valid INTEGER NOT NULL,
+            confidence REAL,
+            latency_ms REAL,
+            answer_json TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX shadow_task_ts ON shadow_results(task_id, ts)")
 
 
 def apply_migrations(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
@@ -236,6 +280,79 @@ class SQLiteStore(Store):
                 "UPDATE api_keys SET revoked_ts = ? WHERE name = ? AND revoked_ts IS NULL", (time.time(), name)
             )
         return cur.rowcount > 0
+
+    def set_route(self, route: Route, decision: Decision | None = None) -> None:
+        if route.mode not in MODES:
+            raise ValueError(f"unknown mode {route.mode!r}; use one of {', '.join(MODES)}")
+        route.updated_ts = max(time.time(), self.routes_version() + 1e-6)
+        with self._lock, self.db:
+            self.db.execute("INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?, ?, ?)",
+                            (route.task_id, route.mode, route.specialist, route.canary_share, route.min_confidence,
+                             route.updated_ts))
+            if decision is not None:
+                self._insert_decision(decision)
+
+    def add_decision(self, decision: Decision) -> None:
+        with self._lock, self.db:
+            self._insert_decision(decision)
+
+    def _insert_decision(self, d: Decision) -> None:
+        d.ts = d.ts or time.time()
+        cur = self.db.execute(
+            "INSERT INTO decisions (ts, task_id, action, mode_from, mode_to, specialist, reason, evidence_json, actor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (d.ts, d.task_id, d.action, d.mode_from, d.mode_to, d.specialist, d.reason,
+             orjson.dumps(d.evidence, option=orjson.OPT_SERIALIZE_NUMPY).decode(), d.actor),
+        )
+        d.id = cur.lastrowid
+
+    def routes(self) -> dict[str, Route]:
+        with self._lock:
+            rows = self.db.execute("SELECT * FROM routes ORDER BY task_id").fetchall()
+        return {r["task_id"]: Route(**dict(r)) for r in rows}
+
+    def routes_version(self) -> float:
+        with self._lock:
+            return self.db.execute("SELECT COALESCE(MAX(updated_ts), 0) FROM routes").fetchone()[0]
+
+    def decisions(self, task_id: str | None = None, limit: int | None = None) -> list[Decision]:
+        sql, args = "SELECT * FROM decisions", []
+        if task_id is not None:
+            sql, args = sql + " WHERE task_id = ?", [task_id]
+        sql += " ORDER BY ts DESC, id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        with self._lock:
+            rows = self.db.execute(sql, args).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["evidence"] = orjson.loads(d.pop("evidence_json"))
+            out.append(Decision(**d))
+        return out
+
+    def add_shadow_result(self, r: ShadowResult) -> None:
+        r.ts = r.ts or time.time()
+        with self._lock, self.db:
+            self.db.execute("INSERT OR REPLACE INTO shadow_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (r.call_id, r.ts, r.task_id, r.specialist, int(r.agree), r.score, int(r.valid),
+                             r.confidence, r.latency_ms, None if r.answer is None else orjson.dumps(r.answer).decode()))
+
+    def shadow_results(self, task_id: str | None = None, since: float | None = None) -> list[ShadowResult]:
+        clauses, args = [], []
+        if task_id is not None:
+            clauses, args = ["task_id = ?"], [task_id]
+        if since is not None:
+            clauses.append("ts >= ?")
+            args.append(since)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        with self._lock:
+            rows = self.db.execute(f"SELECT * FROM shadow_results{where} ORDER BY ts, call_id", args).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            answer = d.pop("answer_json")
+            out.append(ShadowResult(**d | {"agree": bool(d["agree"]), "valid": bool(d["valid"]),
+                                           "answer": None if answer is None else orjson.loads(answer)}))
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,157 @@
+"""Promotion gates: a specialist serves only what it has earned, and loses it when live evidence turns.
+
+`judge_calibration` decides on held-out evidence (the calibration, see `calibrate`):
+promote when at least `min_examples` calls were judged, the specialist's outputs were valid at
+`min_valid_rate`, the routed quality at the calibrated threshold is at least `min_quality_ratio`
+of the LLM's and the specialist answers at least `min_coverage` of the calls itself. A promoted
+specialist starts in `shadow` (answers beside the LLM, compared, never served) when the policy
+says so; `review_live` moves it from shadow to `on` after `shadow_calls` comparisons agreeing at
+`min_shadow_agreement`, and demotes it to `off` when live invalid outputs, fallbacks or shadow
+disagreement pass their thresholds. Every outcome is a `Decision` with its evidence in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from protege.config import GatePolicy
+from protege.records import CallRecord
+from protege.route.calibrate import Calibration
+from protege.store.base import Decision, Route, ShadowResult, Store
+
+
+@dataclass
+class Verdict:
+    action: str
+    """"promote", "hold" or "demote" (or "keep": nothing to change)."""
+    mode_to: str
+    reason: str
+    evidence: dict = field(default_factory=dict)
+
+
+def judge_calibration(cal: Calibration, policy: GatePolicy, current_mode: str = "off") -> Verdict:
+    """Promote or hold a (new) specialist on its held-out calibration."""
+    ratio = cal.routed_quality / cal.reference_quality if cal.reference_quality else 0.0
+    evidence = {
+        "n": cal.n, "metric": cal.headline_metric, "quality": cal.quality, "quality_ci": list(cal.quality_ci),
+        "valid_rate": cal.valid_rate, "threshold": cal.threshold, "coverage": cal.coverage,
+        "routed_quality": cal.routed_quality, "reference_quality": cal.reference_quality,
+        "quality_ratio": round(ratio, 4), "policy": policy.model_dump(),
+    }
+    failures = []
+    if cal.n < policy.min_examples:
+        failures.append(f"{cal.n} held-out calls, needs {policy.min_examples}")
+    if cal.valid_rate < policy.min_valid_rate:
+        failures.append(f"{cal.valid_rate:.1%} valid outputs, needs {policy.min_valid_rate:.0%}")
+    if ratio < policy.min_quality_ratio:
+        failures.append(f"routed {cal.headline_metric} {ratio:.1%} of the LLM's, needs {policy.min_quality_ratio:.0%}")
+    if cal.coverage < policy.min_coverage:
+        failures.append(f"answers {cal.coverage:.0%} of calls at the calibrated threshold, needs {policy.min_coverage:.0%}")
+    if failures:
+        return Verdict("hold", "off" if current_mode == "off" else current_mode, "; ".join(failures), evidence)
+    mode = "shadow" if policy.shadow_first else "on"
+    reason = (f"{cal.headline_metric} {cal.quality:.3f} alone, routed {ratio:.1%} of the LLM's with {cal.coverage:.0%} "
+              f"served at confidence >= {cal.threshold:.3f}, {cal.valid_rate:.0%} valid on {cal.n} held-out calls")
+    return Verdict("promote", mode, reason, evidence)
+
+
+@dataclass
+class LiveStats:
+    """What the gateway saw a specialist do since its route last changed."""
+
+    routed: int = 0
+    """Calls of the task the specialist was asked to answer (modes canary/on)."""
+    served: int = 0
+    fallbacks: int = 0
+    invalid: int = 0
+    shadow: int = 0
+    shadow_agree: int = 0
+
+    @property
+    def fallback_rate(self) -> float:
+        return self.fallbacks / self.routed if self.routed else 0.0
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.invalid / self.routed if self.routed else 0.0
+
+    @property
+    def shadow_agreement(self) -> float | None:
+        return self.shadow_agree / self.shadow if self.shadow else None
+
+
+def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult]) -> LiveStats:
+    stats = LiveStats()
+    for r in records:
+        route = r.metadata.get("route") or {}
+        if not route.get("attempted"):
+            continue
+        stats.routed += 1
+        if route.get("fallback"):
+            stats.fallbacks += 1
+            stats.invalid += route.get("fallback_reason") in ("invalid_output", "specialist_error")
+        else:
+            stats.served += 1
+    stats.shadow = len(shadows)
+    stats.shadow_agree = sum(s.agree for s in shadows)
+    return stats
+
+
+def review_live(route: Route, stats: LiveStats, policy: GatePolicy) -> Verdict:
+    """Shadow → on, or demotion, from live evidence; "keep" when there is not enough of it."""
+    evidence = {"routed": stats.routed, "served": stats.served, "fallback_rate": round(stats.fallback_rate, 4),
+                "invalid_rate": round(stats.invalid_rate, 4), "shadow_calls": stats.shadow,
+                "shadow_agreement": None if stats.shadow_agreement is None else round(stats.shadow_agreement, 4)}
+    if stats.shadow >= policy.shadow_calls and stats.shadow_agreement < policy.min_shadow_agreement:
+        return Verdict("demote", "off", f"shadow agreement {stats.shadow_agreement:.1%} on {stats.shadow} calls, "
+                       f"needs {policy.min_shadow_agreement:.0%}", evidence)
+    if route.mode == "shadow":
+        if stats.shadow >= policy.shadow_calls:
+            return Verdict("promote", "on", f"shadow agreement {stats.shadow_agreement:.1%} on {stats.shadow} calls",
+                           evidence)
+        return Verdict("keep", route.mode, f"{stats.shadow} of {policy.shadow_calls} shadow comparisons", evidence)
+    if route.mode in ("on", "canary") and stats.routed >= policy.min_live_calls:
+        if stats.invalid_rate > policy.max_invalid_rate:
+            return Verdict("demote", "off", f"{stats.invalid_rate:.1%} invalid outputs live, allows "
+                           f"{policy.max_invalid_rate:.0%}", evidence)
+        if stats.fallback_rate > policy.max_fallback_rate:
+            return Verdict("demote", "off", f"{stats.fallback_rate:.1%} of calls fell back to the LLM, allows "
+                           f"{policy.max_fallback_rate:.0%}", evidence)
+    return Verdict("keep", route.mode, "within thresholds", evidence)
+
+
+def apply_verdict(store: Store, task_id: str, verdict: Verdict, *, specialist: str | None = None,
+                  min_confidence: float | None = None, actor: str = "gate") -> Route | None:
+    """Record the verdict; change the route when it promotes or demotes. Returns the new route, if any."""
+    current = store.routes().get(task_id)
+    mode_from = current.mode if current else None
+    decision = Decision(task_id, verdict.action, mode_from, verdict.mode_to, verdict.reason, verdict.evidence,
+                        specialist or (current.specialist if current else None), actor)
+    if verdict.action == "keep":
+        return current
+    if verdict.action == "hold":
+        store.add_decision(decision)
+        return current
+    route = Route(task_id, verdict.mode_to, decision.specialist,
+                  current.canary_share if current else 0.1,
+                  min_confidence if min_confidence is not None else (current.min_confidence if current else None))
+    store.set_route(route, decision)
+    return route
+
+
+def set_mode(store: Store, task_id: str, mode: str, *, specialist: str | None = None,
+             min_confidence: float | None = None, canary_share: float | None = None,
+             reason: str = "set by hand") -> Route:
+    """A user's mode change (`protege promote TASK --mode ...`), recorded like a gate decision."""
+    current = store.routes().get(task_id)
+    specialist = specialist or (current.specialist if current else None)
+    if mode != "off" and specialist is None:
+        raise ValueError(f"task {task_id!r} has no specialist yet: train one (`protege train {task_id}`) "
+                         "or pass --specialist FOLDER")
+    route = Route(task_id, mode, specialist,
+                  canary_share if canary_share is not None else (current.canary_share if current else 0.1),
+                  min_confidence if min_confidence is not None else (current.min_confidence if current else None))
+    store.set_route(route, Decision(task_id, "set", current.mode if current else None, mode, reason, {},
+                                    specialist, "user"))
+    return route

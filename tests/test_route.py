@@ -1,0 +1,212 @@
+"""Promotion gates, calibration, and the gateway routing calls to a specialist with the LLM as fallback."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from protege.config import GatePolicy, Settings
+from protege.demo import free_port, start_process, stop_process
+from protege.records import CallRecord
+from protege.route.calibrate import Calibration, Point, choose_threshold, tradeoff_curve
+from protege.route.gates import LiveStats, apply_verdict, judge_calibration, live_stats, review_live, set_mode
+from protege.store import Route, ShadowResult, open_store
+from tests.models_support import require_local_extra
+
+
+def calibration(**kw) -> Calibration:
+    base = {"output_kind": "label", "headline_metric": "accuracy", "n": 40, "reference_quality": 1.0,
+            "quality": 0.95, "quality_ci": (0.88, 1.0), "valid_rate": 1.0, "threshold": 0.3, "coverage": 0.8,
+            "routed_quality": 0.99, "target_quality": 0.98, "latency_p50_ms": 40.0}
+    return Calibration(**base | kw)
+
+
+def test_gate_promotes_to_shadow_first_and_holds_with_reasons():
+    policy = GatePolicy()
+    verdict = judge_calibration(calibration(), policy)
+    assert (verdict.action, verdict.mode_to) == ("promote", "shadow")
+    assert verdict.evidence["quality_ratio"] == 0.99 and verdict.evidence["n"] == 40
+    assert judge_calibration(calibration(), GatePolicy(shadow_first=False)).mode_to == "on"
+    held = judge_calibration(calibration(n=12, valid_rate=0.95, routed_quality=0.9, coverage=0.3), policy)
+    assert held.action == "hold" and held.mode_to == "off"
+    for part in ("12 held-out calls, needs 30", "95.0% valid outputs, needs 100%", "routed accuracy 90.0% of the LLM's",
+                 "answers 30% of calls"):
+        assert part in held.reason
+
+
+def test_live_review_moves_shadow_to_on_and_demotes():
+    policy = GatePolicy(shadow_calls=10, min_live_calls=10)
+    shadow = Route("t", "shadow", "/s")
+    assert review_live(shadow, LiveStats(shadow=9, shadow_agree=9), policy).action == "keep"
+    assert review_live(shadow, LiveStats(shadow=10, shadow_agree=10), policy).mode_to == "on"
+    bad = review_live(shadow, LiveStats(shadow=10, shadow_agree=5), policy)
+    assert (bad.action, bad.mode_to) == ("demote", "off") and "shadow agreement 50.0%" in bad.reason
+    on = Route("t", "on", "/s")
+    assert review_live(on, LiveStats(routed=9, fallbacks=9), policy).action == "keep"  # too few calls to judge
+    assert "fell back" in review_live(on, LiveStats(routed=20, served=5, fallbacks=15), policy).reason
+    assert "invalid" in review_live(on, LiveStats(routed=20, served=18, fallbacks=2, invalid=2), policy).reason
+    assert review_live(on, LiveStats(routed=20, served=19, fallbacks=1), policy).action == "keep"
+
+
+def test_live_stats_count_what_the_router_logged():
+    def rec(i, **route):
+        return CallRecord(id=str(i), ts=float(i), request={}, metadata={"route": {"attempted": True} | route})
+
+    records = [rec(1, fallback=False), rec(2, fallback=True, fallback_reason="low_confidence"),
+               rec(3, fallback=True, fallback_reason="invalid_output"),
+               CallRecord(id="4", ts=4.0, request={}, metadata={"route": {"attempted": False}})]
+    shadows = [ShadowResult("5", "t", True, 1.0, True), ShadowResult("6", "t", False, 0.0, True)]
+    stats = live_stats(records, shadows)
+    assert (stats.routed, stats.served, stats.fallbacks, stats.invalid) == (3, 1, 2, 1)
+    assert stats.shadow_agreement == 0.5
+
+
+def test_decisions_are_recorded_with_evidence(tmp_path):
+    with open_store(tmp_path / "p.db") as store:
+        route = apply_verdict(store, "t", judge_calibration(calibration(), GatePolicy()), specialist="/s/v1",
+                              min_confidence=0.3)
+        assert (route.mode, route.min_confidence) == ("shadow", 0.3)
+        apply_verdict(store, "t", judge_calibration(calibration(n=3), GatePolicy(), "shadow"), specialist="/s/v2")
+        assert store.routes()["t"].specialist == "/s/v1"  # a held-back specialist changes no route
+        with pytest.raises(ValueError, match="no specialist yet"):
+            set_mode(store, "other", "on")
+        set_mode(store, "t", "off", reason="maintenance")
+        actions = [(d.action, d.mode_to, d.actor) for d in store.decisions("t")]
+        assert actions == [("set", "off", "user"), ("hold", "shadow", "gate"), ("promote", "shadow", "gate")]
+        assert store.decisions("t")[-1].evidence["quality_ratio"] == 0.99
+
+
+def test_threshold_is_the_lowest_meeting_the_target():
+    points = [Point("a", 0.9, 1.0, True), Point("b", 0.8, 1.0, True), Point("c", 0.5, 0.0, True),
+              Point("d", 0.2, 1.0, True), Point("e", None, 0.0, False)]
+    curve = tradeoff_curve(points)
+    at = {c["threshold"]: c for c in curve}
+    assert at[0.0] == {"threshold": 0.0, "coverage": 0.8, "served_quality": 0.75, "routed_quality": 0.8}
+    assert at[0.8]["coverage"] == 0.4 and at[0.8]["routed_quality"] == 1.0
+    assert choose_threshold(curve, 0.98)["threshold"] == 0.8  # serving "c" (wrong, sure-ish) would miss the target
+    assert choose_threshold(curve, 0.8)["threshold"] == 0.0
+    assert choose_threshold(curve, 1.1)["coverage"] == 0.0  # nothing meets it: serve nothing
+
+
+def test_gate_policy_per_task_overrides():
+    settings = Settings.model_validate({"gates": {"min_examples": 10, "tasks": {"t": {"min_quality_ratio": 0.9}}}})
+    assert settings.gates.for_task("t").min_quality_ratio == 0.9 and settings.gates.for_task("t").min_examples == 10
+    assert settings.gates.for_task("u").min_quality_ratio == 0.98
+
+
+# -- the gateway routes -------------------------------------------------------------------------------
+
+QUEUES = ["billing", "shipping", "technical", "account"]
+WORDS = {"billing": "refund", "shipping": "parcel", "technical": "crash", "account": "password"}
+SCHEMA = {"type": "object", "properties": {"queue": {"type": "string", "enum": QUEUES}}, "required": ["queue"],
+          "additionalProperties": False}
+
+
+def triage_pair(i: int) -> dict:
+    queue = QUEUES[i % 4]
+    request = {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "Route the support ticket to one queue."},
+        {"role": "user", "content": f"Ticket {i}: my {WORDS[queue]} is a problem, ref {i * 7919 % 1000}."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "queue", "schema": SCHEMA}}}
+    response = {"id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1764000000, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": json.dumps({"queue": queue})}}],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 6, "total_tokens": 46}}
+    return {"request": request, "response": response}
+
+
+@pytest.fixture
+def routed_home(home, tmp_path):
+    """A home with a discovered triage task, its specialist folder, fast route refresh, and a replay upstream."""
+    require_local_extra()
+    from protege.cluster.analysis import analyze_calls
+    from tests.route_support import specialist_folder
+
+    pairs = [triage_pair(i) for i in range(48)]
+    recordings = tmp_path / "triage.jsonl"
+    recordings.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    records = [CallRecord(id=f"c{i}", ts=1000.0 + i, request=p["request"], response=p["response"])
+               for i, p in enumerate(pairs)]
+    analysis = analyze_calls(records, embedder="hashing", scrub_examples=False)
+    [task] = analysis.catalog.tasks
+    folder = specialist_folder(tmp_path / "specialist", task)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "protege.toml").write_text("[routing]\nrefresh_s = 0.2\naudit_share = 0.0\n")
+    port = free_port()
+    upstream = start_process(["replay", str(recordings), "--port", str(port)], f"http://127.0.0.1:{port}/health",
+                             log_file=tmp_path / "replay.log")
+    yield task, folder, pairs, f"http://127.0.0.1:{port}/v1"
+    stop_process(upstream)
+
+
+def _wait_for_mode(base: str, task: str, mode: str) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        routing = httpx.get(base + "/health").json()["routing"]
+        if routing["routes"].get(task) == mode and (mode == "off" or task in routing["serving"]):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the gateway did not pick up {task} → {mode}: {routing}")
+
+
+def test_gateway_serves_the_specialist_falls_back_and_follows_promotions(routed_home, start_gateway, home):
+    task, folder, pairs, upstream = routed_home
+    with open_store(home / "protege.db") as store:
+        set_mode(store, task, "on", specialist=str(folder))
+    gw = start_gateway(upstream=upstream)
+    _wait_for_mode(gw.base, task, "on")
+    client = httpx.Client(base_url=gw.url, timeout=120)
+
+    served = client.post("/chat/completions", json=pairs[0]["request"])
+    assert served.status_code == 200, served.text
+    assert served.headers["x-protege-served-by"] == f"specialist:{task}"
+    assert served.json()["model"] == f"smollm2-135m:{task}"
+    assert json.loads(served.json()["choices"][0]["message"]["content"])["queue"] in QUEUES  # constrained: parses
+
+    cut = client.post("/chat/completions", json=pairs[1]["request"] | {"max_tokens": 1})  # cannot finish the JSON
+    assert cut.headers["x-protege-served-by"] == "upstream:default"
+    assert cut.headers["x-protege-fallback"] == "invalid_output"
+    assert cut.json() == pairs[1]["response"]  # the caller still gets the LLM's answer
+
+    human = client.post("/chat/completions", json=pairs[2]["request"], headers={"x-protege-human-facing": "true"})
+    assert human.headers["x-protege-served-by"] == "upstream:default" and "x-protege-fallback" not in human.headers
+
+    stream = client.post("/chat/completions", json=pairs[3]["request"] | {"stream": True})
+    assert stream.headers["x-protege-served-by"] == f"specialist:{task}" and stream.text.endswith("data: [DONE]\n\n")
+
+    with open_store(home / "protege.db") as store:  # no restart: the running gateway picks these up
+        set_mode(store, task, "on", min_confidence=1.01)
+    time.sleep(0.6)
+    unsure = client.post("/chat/completions", json=pairs[4]["request"])
+    assert unsure.headers["x-protege-fallback"] == "low_confidence"
+
+    with open_store(home / "protege.db") as store:
+        set_mode(store, task, "shadow")
+    _wait_for_mode(gw.base, task, "shadow")
+    shadowed = [client.post("/chat/completions", json=pairs[i]["request"]) for i in (5, 6)]
+    assert all(r.headers["x-protege-served-by"] == "upstream:default" for r in shadowed)
+    assert [r.json() for r in shadowed] == [pairs[5]["response"], pairs[6]["response"]]  # never the specialist's
+
+    with open_store(home / "protege.db") as store:
+        set_mode(store, task, "off")
+    _wait_for_mode(gw.base, task, "off")
+    off = client.post("/chat/completions", json=pairs[7]["request"])
+    assert off.headers["x-protege-served-by"] == "upstream:default"
+    stop_process(gw.proc)
+
+    with open_store(home / "protege.db") as store:
+        calls = {r.id: r for r in store.iter_calls()}
+        by_header = {resp.headers["x-protege-call-id"]: resp for resp in (served, cut, human, unsure, off, *shadowed)}
+        assert calls[served.headers["x-protege-call-id"]].served_by == f"specialist:{task}"
+        assert calls[served.headers["x-protege-call-id"]].cost_usd > 0  # the serving machine's time, not free
+        cut_route = calls[cut.headers["x-protege-call-id"]].metadata["route"]
+        assert cut_route["fallback"] and cut_route["fallback_reason"] == "invalid_output" and cut_route["attempted"]
+        assert calls[human.headers["x-protege-call-id"]].metadata["route"]["human_facing"]
+        assert calls[unsure.headers["x-protege-call-id"]].metadata["route"]["confidence"] < 1.01
+        assert all(calls[i].task_id == task for i in by_header if i != human.headers["x-protege-call-id"])
+        shadows = store.shadow_results(task)
+        assert sorted(s.call_id for s in shadows) == sorted(r.headers["x-protege-call-id"] for r in shadowed)
+        assert all(s.valid and s.answer is not None for s in shadows)
