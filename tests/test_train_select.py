@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -118,3 +119,29 @@ def test_train_without_a_model_chooses_one_and_writes_the_evidence(tmp_path):
     assert evidence["model"] == manifest["base_model"]["name"] == "smollm2-135m"
     assert {c["name"]: c["kept"] for c in evidence["candidates"]} == {"smollm2-135m": True, "gemma3-270m": False}
     assert SELECTION in manifest["files"] and outcome.result.steps == 1
+
+
+def test_cli_licence_and_memory_flags_reach_the_filter(tmp_path):
+    real_catalog()
+    from typer.testing import CliRunner
+
+    from protege.cli import app
+
+    data = tmp_path / "triage.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in triage_rows(12)))
+    runner = CliRunner()
+    # Gemma's terms only, capped at 0.3 GiB (307 MiB): SmolLM2 fails the licence, Gemma (~366 MiB) the cap.
+    result = runner.invoke(app, ["train", "triage", "--data", str(data), "--out", str(tmp_path / "spec"),
+                                 "--license", "Gemma terms of use", "--max-memory-gb", "0.3"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "smollm2-135m: licence 'Apache-2.0' is not in the allow-list (Gemma terms of use)" in message
+    assert re.search(r"gemma3-270m: memory estimate \d+ MiB exceeds the cap of 307 MiB", message)
+    # --licence repeats, and "permissive" still expands to the default list.
+    result = runner.invoke(app, ["train", "triage", "--data", str(data), "--out", str(tmp_path / "spec"),
+                                 "--licence", "permissive", "--licence", "Gemma terms of use", "--max-memory-gb", "0.01"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and re.search(r"smollm2-135m: memory estimate \d+ MiB exceeds the cap of 10 MiB", message)
+
+    refused = runner.invoke(app, ["train", "triage", "--data", str(data), "--model", "smollm2-135m", "--licence", "MIT"])
+    assert refused.exit_code == 1 and "drop them or drop --model" in " ".join(refused.output.split())

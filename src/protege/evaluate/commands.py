@@ -19,6 +19,7 @@ from protege.evaluate.harness import (
     RuntimeCandidate,
     evaluate,
 )
+from protege.evaluate.judge import Judge
 from protege.train.artifact import EVAL_REPORT, load_specialist
 from protege.train.examples import Example
 
@@ -33,9 +34,12 @@ def generation_budget(examples: Sequence[Example], tokenizer: Any, fmt: Any) -> 
 
 def evaluate_specialist(folder: str | Path, test: Sequence[Example], *, base: Any | None = None,
                         limit: int | None = 50, few_shot: bool = False, pool: Sequence[Example] = (),
-                        device: str | None = None,
-                        on_example: Callable[[str, int, int], None] | None = None) -> EvalReport:
-    """Evaluate a specialist folder on `test` and write the report into the folder as eval.json."""
+                        device: str | None = None, on_example: Callable[[str, int, int], None] | None = None,
+                        judge: Judge | None = None) -> EvalReport:
+    """Evaluate a specialist folder on `test` and write the report into the folder as eval.json.
+
+    A `judge` (`protege.evaluate.judge.LLMJudge`) grades free-text answers; its score is then the headline.
+    """
     from protege.evaluate.runtimes import specialist_runtime
     from protege.train.base import load_base
 
@@ -56,18 +60,20 @@ def evaluate_specialist(folder: str | Path, test: Sequence[Example], *, base: An
     candidates += [RuntimeCandidate("specialist", runtime, adapter="specialist", max_tokens=budget),
                    ReferenceCandidate()]
     report = evaluate(test, candidates, task=spec.task, output_kind=spec.manifest.get("output_kind"),
-                      on_example=on_example)
+                      on_example=on_example, judge=judge)
     (spec.folder / EVAL_REPORT).write_text(report.to_json())
     return report
 
 
 def eval_task(task: str, *, specialist: str | Path | None = None, data: str | Path | None = None,
               records: Sequence[Any] | None = None, store_url: str | None = None, limit: int | None = 50,
-              few_shot: bool = False, on_example: Callable[[str, int, int], None] | None = None) -> EvalReport:
+              few_shot: bool = False, on_example: Callable[[str, int, int], None] | None = None,
+              judge: Judge | None = None) -> EvalReport:
     """Evaluate TASK's specialist on its held-out calls: base zero-shot, specialist and LLM rows.
 
     The held-out calls are those the specialist's folder lists (never seen in training), read
-    from `data`, `records` or the store. The report is written to the folder's eval.json.
+    from `data`, `records` or the store. The report is written to the folder's eval.json. With a
+    `judge`, free-text tasks are also graded by it (see `protege.evaluate.judge`).
     """
     from protege.train.commands import task_examples
 
@@ -77,7 +83,8 @@ def eval_task(task: str, *, specialist: str | Path | None = None, data: str | Pa
     if not examples:
         raise ValueError(f"none of the {len(wanted)} held-out calls of {spec.folder} were found in the data; pass "
                          "the data the specialist was trained from (--data FILE)")
-    return evaluate_specialist(spec.folder, examples, limit=limit, few_shot=few_shot, on_example=on_example)
+    return evaluate_specialist(spec.folder, examples, limit=limit, few_shot=few_shot, on_example=on_example,
+                               judge=judge)
 
 
 def read_report(folder: str | Path) -> dict:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from protege.evaluate.judge import Judge
 from protege.evaluate.metrics import (
     METRICS,
     Context,
@@ -214,6 +215,8 @@ class EvalReport:
     n_examples: int
     rows: list[Row]
     created: float = field(default_factory=time.time)
+    judge: str | None = None
+    """The judge model behind the "judge" metric of free-text rows, when one graded them."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -234,14 +237,20 @@ class EvalReport:
 
 def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, task: str | None = None,
              output_kind: str | None = None, labels: Sequence[str] | None = None,
-             on_example: Callable[[str, int, int], None] | None = None, seed: int = 0) -> EvalReport:
-    """Every candidate answers every example; returns the comparison report."""
+             on_example: Callable[[str, int, int], None] | None = None, seed: int = 0,
+             judge: Judge | None = None) -> EvalReport:
+    """Every candidate answers every example; returns the comparison report.
+
+    With a `judge` and free-text outputs, every row also gets the judge's score (metric "judge"),
+    which becomes the headline in place of ROUGE-L; other output kinds ignore the judge.
+    """
     if not examples:
         raise ValueError("no held-out examples to evaluate on: the task needs more logged calls")
     answers = [_content(ex.answer) or "" for ex in examples]
     kind = output_kind or infer_output_kind([ex.request for ex in examples], answers)
     label_set = {normalize_label(x) for x in (labels or answers)} if kind == "label" else set()
-    headline = HEADLINE[kind]
+    judged = judge is not None and kind == "text"
+    headline = "judge" if judged else HEADLINE[kind]
     rows = []
     for cand in candidates:
         per_metric: dict[str, list[float]] = {}
@@ -249,6 +258,8 @@ def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, ta
         for i, ex in enumerate(examples):
             ans = cand.answer(ex)
             scores, ok = score_answer(kind, ans, ex, label_set)
+            if judged:
+                scores["judge"] = judge.score(ex, _content(ans.message)) if ans.message is not None else 0.0
             for k, v in scores.items():
                 per_metric.setdefault(k, []).append(v)
             valid.append(float(ok))
@@ -272,7 +283,7 @@ def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, ta
                         round(1000 * statistics.fmean(costs), 4) if costs else None, errors, per_example))
         log.info("%s: %s %.3f [%.3f, %.3f], valid %.0f%%", cand.name, headline, rows[-1].headline, lo, hi,
                  100 * rows[-1].valid_rate)
-    return EvalReport(task, kind, headline, len(examples), rows)
+    return EvalReport(task, kind, headline, len(examples), rows, judge=judge.name if judged else None)
 
 
 def label_counts(examples: Sequence[Example]) -> Counter:

@@ -44,14 +44,16 @@ def task_examples(task: str, *, records: Sequence[CallRecord | Example | dict] |
         return as_examples(store.iter_calls(CallFilter(task_id=task)))
 
 
-def choose_base(folder: Path, examples: Sequence[Example]) -> str:
-    """The base model for a run without --model: a resumed run keeps its earlier choice, else `select_base`."""
+def choose_base(folder: Path, examples: Sequence[Example], *, licences: Sequence[str] | None = None,
+                max_memory_bytes: int | None = None) -> str:
+    """The base model for a run without --model: a resumed run keeps its earlier choice, else `select_base`
+    with the licence allow-list and memory cap given (None: `select_base`'s defaults)."""
     from protege.train.select import SELECTION, select_base
 
     path = folder / SELECTION
     if path.is_file() and (folder / "checkpoint").is_dir():
         return json.loads(path.read_text())["model"]
-    selection = select_base(examples)
+    selection = select_base(examples, licences=licences, max_memory_bytes=max_memory_bytes)
     path.write_text(selection.to_json())
     return selection.model
 
@@ -62,7 +64,8 @@ def train_task(task: str, *, model: str | None = None, records: Sequence[CallRec
                config: TrainConfig | None = None, prune: bool = True, test_share: float = 0.2,
                val_share: float = 0.1, split_seed: int = 0, evaluate: bool = True, eval_limit: int | None = 50,
                few_shot: bool = False, export_gguf: bool = True, keep_checkpoint: bool = False,
-               on_progress: Callable[[TrainProgress], None] | None = None) -> TrainOutcome:
+               on_progress: Callable[[TrainProgress], None] | None = None, licences: Sequence[str] | None = None,
+               max_memory_bytes: int | None = None) -> TrainOutcome:
     """Distil TASK's logged calls into a LoRA specialist of MODEL and write its folder.
 
     The task's calls are split into train / validation / held-out (by call-id hash, seeded),
@@ -71,7 +74,9 @@ def train_task(task: str, *, model: str | None = None, records: Sequence[CallRec
     `out`) gets the adapter, its GGUF export, the prompt format, the hyper-parameters, the data
     hash and the evaluation report. Interrupted? Run the same command again: it resumes.
     Without MODEL, `protege.train.select.select_base` chooses one from the training calls
-    (licence, footprint, context, then a quick probe) and writes its evidence to selection.json.
+    (licence, footprint, context, then a quick probe) and writes its evidence to selection.json;
+    `licences` (the allow-list, default permissive licences) and `max_memory_bytes` (default: the
+    machine's memory) steer that choice.
     """
     from protege.train.base import load_base
     from protege.train.data import tokenize_examples
@@ -93,7 +98,7 @@ def train_task(task: str, *, model: str | None = None, records: Sequence[CallRec
     folder.mkdir(parents=True, exist_ok=True)
 
     if model is None:
-        model = choose_base(folder, train + val)
+        model = choose_base(folder, train + val, licences=licences, max_memory_bytes=max_memory_bytes)
     base = load_base(model, dtype="float32")
     rule = learn_pruning_rule([ex.request for ex in train]) if prune else None
     fmt = base.prompt_format(kind, rule)
