@@ -1,19 +1,32 @@
-"""The main job end to end at a reduced size: traces -> replay upstream -> gateway -> store -> summary."""
+"""The main job end to end at a reduced size: traces → gateway → flywheel (train, evaluate, gate) → routed live
+traffic → savings report."""
 
 from __future__ import annotations
+
+import json
 
 from typer.testing import CliRunner
 
 from protege.cli import app
+from protege.store import open_store
 
 
-def test_demo_replays_the_traces_through_the_gateway(tmp_path, monkeypatch):
+def test_demo_runs_the_whole_loop(tmp_path, monkeypatch):
     monkeypatch.delenv("PROTEGE_HOME", raising=False)
-    out = CliRunner().invoke(app, ["demo", "--home", str(tmp_path / "demo"), "--calls", "300"])
+    home = tmp_path / "demo"
+    out = CliRunner().invoke(app, ["demo", "--home", str(home), "--calls", "500", "--max-tasks", "1",
+                                   "--max-train-calls", "24", "--max-steps", "3", "--eval-calls", "10",
+                                   "--min-examples", "10", "--shadow-calls", "30", "--embedder", "hashing",
+                                   "--json"])
     assert out.exit_code == 0, out.output
-    assert "300/300 answered" in out.output
-    assert "300 calls, 0 errors" in out.output
-    for label in ("ticket_triage", "travel_tools", "order_extraction", "open_ended"):
-        assert label in out.output
-    assert (tmp_path / "demo" / "protege.db").exists()
-    assert list((tmp_path / "demo" / "spool").glob("*.jsonl")) == []  # flushed at shutdown
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["live_calls"] == 150 and summary["report"]["calls"] == 150 and summary["report"]["errors"] == 0
+    assert summary["quality_vs_llm"] > 0 and (home / "report.html").is_file()
+    for step in ("[1/6]", "[2/6]", "350/350 answered", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
+        assert step in out.stderr
+    with open_store(home / "protege.db") as store:
+        assert store.stats()["total"]["calls"] == 500
+        [decision] = [d for d in store.decisions() if d.actor == "gate"]  # one task trained and judged
+        assert decision.action in ("promote", "hold") and decision.evidence["n"] == 10
+        assert (home / "specialists" / decision.task_id / "v1" / "calibration.json").is_file()
+    assert list((home / "spool").glob("*.jsonl")) == []  # flushed at shutdown

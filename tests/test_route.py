@@ -97,6 +97,25 @@ def test_gate_policy_per_task_overrides():
     assert settings.gates.for_task("u").min_quality_ratio == 0.98
 
 
+def test_tasks_and_promote_from_the_cli(home, tmp_path):
+    from typer.testing import CliRunner
+
+    from protege.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["promote", "t-triage", "--mode", "on"])
+    assert refused.exit_code == 1 and "no specialist yet" in refused.output
+    assert runner.invoke(app, ["promote", "t-triage", "--mode", "always"]).exit_code == 1
+    done = runner.invoke(app, ["promote", "t-triage", "--mode", "canary", "--specialist", str(tmp_path),
+                               "--canary-share", "0.25", "--reason", "try it"])
+    assert done.exit_code == 0, done.output
+    [row] = json.loads(runner.invoke(app, ["tasks", "--json"]).stdout)
+    assert row["mode"] == "canary" and row["specialist"] == str(tmp_path.resolve())
+    assert row["last_decision"]["reason"] == "try it" and row["last_decision"]["actor"] == "user"
+    with open_store(home / "protege.db") as store:
+        assert store.routes()["t-triage"].canary_share == 0.25
+
+
 # -- the gateway routes -------------------------------------------------------------------------------
 
 QUEUES = ["billing", "shipping", "technical", "account"]

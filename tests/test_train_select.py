@@ -92,7 +92,7 @@ def test_probe_scores_the_candidates_on_ticket_triage_calls():
     catalog = real_catalog()
     catalog.unregister("gemma3-270m")  # one real model keeps the probe to a few seconds
     examples = demo_triage(24)
-    selection = select_base(examples, catalog=catalog, probe_n=4)
+    selection = select_base(examples, catalog=catalog, probe_n=4, probe=True)
     assert selection.model == "smollm2-135m" and selection.output_kind == "label"
     assert selection.headline_metric == "accuracy" and len(selection.probe_ids) == 4
     smol = selection.candidate("smollm2-135m")
@@ -119,6 +119,7 @@ def test_train_without_a_model_chooses_one_and_writes_the_evidence(tmp_path):
     assert evidence["model"] == manifest["base_model"]["name"] == "smollm2-135m"
     assert {c["name"]: c["kept"] for c in evidence["candidates"]} == {"smollm2-135m": True, "gemma3-270m": False}
     assert SELECTION in manifest["files"] and outcome.result.steps == 1
+    assert evidence["candidates"][0]["reason"] == "chosen" and evidence["probe_ids"] == []  # one left: not probed
 
 
 def test_cli_licence_and_memory_flags_reach_the_filter(tmp_path):

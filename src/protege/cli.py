@@ -307,18 +307,30 @@ def keys_revoke(name: str, database: DatabaseOpt = None, config: ConfigOpt = Non
 
 @app.command()
 def demo(
-    home: Annotated[Path, typer.Option(help="Folder for the demo's store and logs (emptied first).")] = Path("protege-demo"),
-    calls: Annotated[Optional[int], typer.Option(help="Replay only the first N calls of the traces.")] = None,
+    home: Annotated[Path, typer.Option(help="Folder for the demo's store, specialists and logs (emptied first).")] = Path("protege-demo"),
+    calls: Annotated[Optional[int], typer.Option(help="Use only the first N calls of the traces.")] = None,
+    max_tasks: Annotated[int, typer.Option(help="Tasks to distil (most valuable first).")] = 5,
+    max_train_calls: Annotated[int, typer.Option(help="Training calls per task.")] = 64,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop each training run after this many steps.")] = None,
+    eval_calls: Annotated[int, typer.Option(help="Held-out calls per task to evaluate and calibrate on.")] = 30,
+    min_examples: Annotated[int, typer.Option(help="Held-out calls the promotion gate needs.")] = 30,
+    shadow_calls: Annotated[int, typer.Option(help="Live calls sent while new specialists are in shadow.")] = 200,
+    embedder: Annotated[str, typer.Option(help="'minilm' or 'hashing' (no model, faster, for tests).")] = "minilm",
     concurrency: Annotated[int, typer.Option(help="Parallel client connections.")] = 16,
+    json: JsonOpt = False,
 ) -> None:
-    """The main job: replay the bundled agent traces through a running gateway and summarise what was logged."""
-    from protege.demo import run_demo
+    """The main job: the whole loop on the bundled agent traces, from logging to specialists serving, with the savings."""
+    from protege.demo import DemoOptions, run_demo
 
+    opts = DemoOptions(calls=calls, max_tasks=max_tasks, max_train_calls=max_train_calls, max_steps=max_steps,
+                       eval_calls=eval_calls, min_examples=min_examples, shadow_calls=shadow_calls,
+                       embedder=embedder, concurrency=concurrency)
     try:
-        stats = run_demo(home, calls=calls, concurrency=concurrency, console=console)
+        summary = run_demo(home, opts, console=err if json else console)
     except RuntimeError as e:
         fail(str(e))
-    print_stats(stats)
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 @app.command()
@@ -421,6 +433,8 @@ def print_eval_table(report) -> None:
 def train(
     task: Annotated[str, typer.Argument(help="Task id (see `protege analyze`), or a task label in --data.")],
     model: Annotated[Optional[str], typer.Option(help="Base SLM from `protege models list` (default: chosen by licence, footprint, context, then a quick probe).")] = None,
+    licence: Annotated[Optional[list[str]], typer.Option("--licence", "--license", help="Without --model: a licence the base may have (repeatable; 'permissive' stands for Apache-2.0, MIT, BSD, ...; default: permissive ones only).")] = None,
+    max_memory_gb: Annotated[Optional[float], typer.Option(min=0, help="Without --model: the most memory (GiB) the base may need to serve (default: this machine's memory).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Train from this JSONL(.gz) of {request, response, metadata.task} instead of the store.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Specialist folder (default $PROTEGE_HOME/specialists/TASK).")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training calls (early stopping may end sooner).")] = 3,
@@ -437,6 +451,8 @@ def train(
     from protege.train.commands import task_examples, train_task
     from protege.train.trainer import TrainConfig
 
+    if model is not None and (licence or max_memory_gb is not None):
+        fail("--licence and --max-memory-gb steer the choice of a base model; drop them or drop --model.")
     try:
         config = TrainConfig(epochs=epochs, max_steps=max_steps, seed=seed)
         records = task_examples(task, data=data, store_url=database)[:max_calls] if max_calls else None
@@ -452,7 +468,9 @@ def train(
 
             outcome = train_task(task, model=model, records=records, data=None if records else data,
                                  store_url=database, out=out, config=config, prune=prune,
-                                 evaluate=eval_limit > 0, eval_limit=eval_limit, on_progress=on_progress)
+                                 evaluate=eval_limit > 0, eval_limit=eval_limit, on_progress=on_progress,
+                                 licences=licence or None,
+                                 max_memory_bytes=None if max_memory_gb is None else int(max_memory_gb * 2**30))
     except (ValueError, ImportError, FileNotFoundError) as e:
         fail(str(e))
     if model is None and (outcome.folder / "selection.json").is_file():
@@ -470,16 +488,34 @@ def eval_(
     data: Annotated[Optional[Path], typer.Option(help="The JSONL(.gz) the specialist was trained from, if not the store.")] = None,
     limit: Annotated[int, typer.Option(help="Evaluate on at most this many held-out calls.")] = 50,
     few_shot: Annotated[bool, typer.Option(help="Also score the base model with the 3 most similar logged calls in its prompt.")] = False,
+    judge_model: Annotated[Optional[str], typer.Option(help="Free-text tasks: also have this LLM grade every answer against the reference (1-5, scaled to 0-1); its score becomes the headline.")] = None,
+    upstream: Annotated[Optional[str], typer.Option(help="Base URL of the OpenAI-compatible upstream serving --judge-model (default: protege.toml's upstream for it).")] = None,
+    upstream_key_env: Annotated[Optional[str], typer.Option(help="Environment variable with that upstream's API key.")] = None,
     database: DatabaseOpt = None,
+    config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Compare base zero-shot, the specialist and the LLM on the task's held-out calls."""
     from protege.evaluate.commands import eval_task
+    from protege.evaluate.judge import JudgeError, LLMJudge
 
+    judge = None
     try:
-        report = eval_task(task, specialist=specialist, data=data, store_url=database, limit=limit, few_shot=few_shot)
-    except (ValueError, ImportError, FileNotFoundError) as e:
+        if judge_model:
+            settings = _settings(config, upstream=upstream, upstream_key_env=upstream_key_env)
+            judge = LLMJudge.from_settings(settings, judge_model)
+        report = eval_task(task, specialist=specialist, data=data, store_url=database, limit=limit, few_shot=few_shot,
+                           judge=judge)
+    except (ValueError, ImportError, FileNotFoundError, JudgeError) as e:
         fail(str(e))
+    finally:
+        if judge is not None:
+            judge.close()
+    if judge is not None and report.judge is None:
+        err.print(f"--judge-model was not used: {task}'s outputs are {report.output_kind}, and the judge grades free text.")
+    elif judge is not None:
+        err.print(f"judge {judge.model}: {judge.calls} calls, {judge.prompt_tokens:,} prompt + "
+                  f"{judge.completion_tokens:,} completion tokens")
     if json:
         sys.stdout.write(report.to_json() + "\n")
     else:

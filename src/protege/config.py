@@ -40,7 +40,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from protege.pricing import Price, PriceTable
+from protege.pricing import LOCAL_USD_PER_HOUR, Price, PriceTable
 from protege.store.base import protege_home
 
 
@@ -111,7 +111,7 @@ class GateConfig(GatePolicy):
 
 
 class RoutingConfig(_Strict):
-    local_usd_per_hour: float = Field(0.10, ge=0, description="Hourly price of the machine serving local models: a "
+    local_usd_per_hour: float = Field(LOCAL_USD_PER_HOUR, ge=0, description="Hourly price of the machine serving local models: a "
                                       "local call costs its latency times this")
     audit_share: float = Field(0.05, ge=0, le=1, description="Share of a served task's calls the LLM answers with "
                                "the specialist in shadow, to measure live agreement (drift)")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import httpx2
 
 from protege.data import demo_traces_path
 from protege.gateway.replay import read_jsonl
-from protege.store import open_store
+from protege.store import CallFilter, open_store
 
 
 def free_port() -> int:
@@ -80,47 +81,181 @@ def bundled_traces() -> Path:
     return path
 
 
-def run_demo(home: Path, calls: int | None = None, concurrency: int = 16, console=None) -> dict:
-    """Replay the traces through a fresh gateway into `home`; returns the store's stats."""
-    import openai
+QUIET = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+         "PYTHONWARNINGS": "ignore::FutureWarning"}
+"""The demo's own lines are the story; library progress bars and deprecation notes are left out."""
 
+
+@dataclass
+class DemoOptions:
+    """Sizes of the demo; the defaults keep `make demo` under 15 minutes on 2 cores (see README)."""
+
+    calls: int | None = None
+    """Use only the first N calls of the traces."""
+    history_share: float = 0.7
+    """The first part is the history the flywheel learns from; the rest is live traffic it never saw."""
+    shadow_calls: int = 200
+    """Live calls sent while new specialists answer in shadow."""
+    max_tasks: int | None = 5
+    max_train_calls: int = 64
+    epochs: int = 2
+    max_steps: int | None = None
+    eval_calls: int = 30
+    min_examples: int = 30
+    shadow_needed: int = 10
+    concurrency: int = 16
+    embedder: str = "minilm"
+
+
+def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> dict:
+    """The whole loop on the bundled traces in `home` (emptied first); returns the summary it prints."""
+    opts = options or DemoOptions()
     say = console.print if console else print
     traces = bundled_traces()
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = os.environ.copy() | {"PROTEGE_HOME": str(home.resolve())}
+    home = home.resolve()
+    (home / "protege.toml").write_text(
+        f"[gates]\nmin_examples = {opts.min_examples}\nshadow_calls = {opts.shadow_needed}\n\n"
+        "[routing]\nrefresh_s = 0.5\n")
+    env = os.environ.copy() | {"PROTEGE_HOME": str(home)} | QUIET
     env.pop("OPENAI_API_KEY", None)
+    lines = list(islice(read_jsonl(traces), opts.calls))
+    cut = int(len(lines) * opts.history_share)
+    history, live = lines[:cut], lines[cut:]
     up_port, gw_port = free_port(), free_port()
-    say(f"[1/3] starting a replay upstream (the stand-in LLM) and the gateway; logs in {home}/")
+    started = time.perf_counter()
+    say(f"[1/6] starting a replay upstream (the stand-in LLM) and the gateway; logs in {home}/")
     upstream = start_process(["replay", str(traces), "--port", str(up_port)],
                              f"http://127.0.0.1:{up_port}/health", env, home / "replay.log")
     try:
         gateway = start_process(["serve", "--upstream", f"http://127.0.0.1:{up_port}/v1", "--port", str(gw_port)],
                                 f"http://127.0.0.1:{gw_port}/health", env, home / "gateway.log")
         try:
-            lines = list(islice(read_jsonl(traces), calls))
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{gw_port}/v1", api_key="demo", max_retries=0)
+            agent = _Agent(f"http://127.0.0.1:{gw_port}")
+            say(f"[2/6] an agent sends {len(history)} calls through the gateway; the LLM answers them all")
+            ok, elapsed = agent.send_all(history, opts.concurrency)
+            say(f"      {ok}/{len(history)} answered in {elapsed:.1f} s ({len(history) / elapsed:.0f} calls/s)")
 
-            def send(line: dict) -> bool:
-                meta = line.get("metadata") or {}
-                body = dict(line["request"])
-                body["metadata"] = {"task": str(meta.get("task")), "workload": str(meta.get("workload"))}
-                try:
-                    client.chat.completions.create(**body)
-                    return True
-                except openai.APIError:
-                    return False
-
-            say(f"[2/3] an agent sends {len(lines)} calls through the gateway ({concurrency} at a time)")
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                ok = sum(pool.map(send, lines))
-            elapsed = time.perf_counter() - t0
-            say(f"      {ok}/{len(lines)} answered in {elapsed:.1f} s ({len(lines) / elapsed:.0f} calls/s)")
+            say(f"[3/6] flywheel pass: analyze, curate, select, train, evaluate and gate the {opts.max_tasks or 'all'} "
+                "most valuable tasks")
+            _protege(env, ["flywheel", "run", "--embedder", opts.embedder, "--max-train-calls", str(opts.max_train_calls),
+                           "--epochs", str(opts.epochs), "--eval-calls", str(opts.eval_calls),
+                           *(["--max-tasks", str(opts.max_tasks)] if opts.max_tasks else []),
+                           *(["--max-steps", str(opts.max_steps)] if opts.max_steps else [])])
+            live_start = time.time()
+            agent.answers.clear()  # from here on: live traffic, scored against the LLM's reference answers
+            shadow, rest = live[: opts.shadow_calls], live[opts.shadow_calls:]
+            routing = agent.wait_for_routes(lambda r: all(t in r["serving"] for t in r["routes"]))
+            say(f"[4/6] {len(shadow)} live calls while {len(routing['serving'])} specialists answer in shadow "
+                "(the LLM still serves; the answers are compared)")
+            agent.send_all(shadow, 4)
+            agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
+            _protege(env, ["flywheel", "run", "--review-only"])
+            routing = agent.wait_for_routes(
+                lambda r: all(t in r["serving"] for t, m in r["routes"].items() if m != "off"))
+            serving = sorted(t for t, m in routing["routes"].items() if m == "on")
+            say(f"[5/6] {len(rest)} more live calls; specialists now serve {', '.join(serving) or 'no task'}")
+            ok, elapsed = agent.send_all(rest, opts.concurrency)
+            say(f"      {ok}/{len(rest)} answered in {elapsed:.1f} s")
         finally:
             stop_process(gateway)
     finally:
         stop_process(upstream)
-    say("[3/3] what the gateway logged:")
+    return _summarise(home, agent, live_start, time.perf_counter() - started, say, console)
+
+
+class _Agent:
+    """The demo's agent: the plain `openai` SDK pointed at the gateway; it keeps what it was answered."""
+
+    def __init__(self, base: str):
+        import openai
+
+        self.base = base
+        self.client = openai.OpenAI(base_url=base + "/v1", api_key="demo", max_retries=0, timeout=300)
+        self.answers: list[tuple[dict, dict | None, str]] = []
+
+    def send(self, line: dict) -> bool:
+        import openai
+
+        meta = line.get("metadata") or {}
+        body = dict(line["request"])
+        body["metadata"] = {"task": str(meta.get("task")), "workload": str(meta.get("workload"))}
+        try:
+            raw = self.client.chat.completions.with_raw_response.create(**body)
+        except openai.APIError:
+            self.answers.append((line, None, "error"))
+            return False
+        self.answers.append((line, raw.parse().model_dump(), raw.headers.get("x-protege-served-by", "")))
+        return True
+
+    def send_all(self, lines: list[dict], concurrency: int) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            ok = sum(pool.map(self.send, lines))
+        return ok, time.perf_counter() - t0
+
+    def wait_for_routes(self, ready, timeout: float = 300.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            routing = httpx2.get(self.base + "/health", timeout=5).json()["routing"]
+            if ready(routing) or time.monotonic() > deadline:
+                return routing
+            time.sleep(0.5)
+
+
+def _protege(env: dict, args: list[str]) -> None:
+    rc = subprocess.call([sys.executable, "-m", "protege", *args], env=env)
+    if rc != 0:
+        raise RuntimeError(f"`protege {' '.join(args)}` failed with exit code {rc}; see the messages above.")
+
+
+def _summarise(home: Path, agent: _Agent, live_start: float, wall_s: float, say, console) -> dict:
+    """Score the live answers against the LLM's reference answers and print the savings report."""
+    from protege.evaluate.harness import HEADLINE, Answer, score_answer
+    from protege.evaluate.metrics import normalize_label
+    from protege.report.savings import build_report, render_html, render_terminal
+    from protege.train.examples import Example
+    from protege.train.format import infer_output_kind, response_message
+
+    live = agent.answers
+    by_task: dict[str, list] = {}
+    for line, answer, served_by in live:
+        by_task.setdefault(str((line.get("metadata") or {}).get("task")), []).append((line, answer, served_by))
+    quality, served, served_valid, tasks = [], 0, 0, {}
+    for label, items in by_task.items():
+        refs = [response_message(line["response"]) or {} for line, _, _ in items]
+        kind = infer_output_kind([line["request"] for line, _, _ in items], [r.get("content") or "" for r in refs])
+        labels = {normalize_label(r.get("content")) for r in refs} if kind == "label" else set()
+        scores = []
+        for (line, answer, served_by), ref in zip(items, refs):
+            message = response_message(answer) if answer else None
+            got, valid = score_answer(kind, Answer(message), Example("x", line["request"], ref), labels)
+            scores.append(got.get(HEADLINE[kind], 0.0))
+            if served_by.startswith("specialist:"):
+                served += 1
+                served_valid += valid
+        quality += scores
+        tasks[label] = {"calls": len(items), "kind": kind, "by_specialist": sum(s.startswith("specialist:")
+                                                                                  for _, _, s in items),
+                        "agreement_with_llm": round(sum(scores) / len(scores), 4)}
     with open_store(home / "protege.db") as store:
-        return store.stats()
+        report = build_report(store, since=live_start)
+        costs: dict[str, list[float]] = {"llm": [], "specialist": []}
+        for r in store.iter_calls(CallFilter(since=live_start)):
+            kind = "specialist" if (r.served_by or "").startswith("specialist:") else "llm"
+            if r.cost_usd is not None:
+                costs[kind].append(r.cost_usd)
+    (home / "report.html").write_text(render_html(report), encoding="utf-8")
+    say("[6/6] savings on the live traffic (calls the flywheel never trained on):")
+    render_terminal(report, console)
+    summary = {"wall_s": round(wall_s, 1), "live_calls": len(live), "served_by_specialists": served,
+               "share_served_by_specialists": round(served / max(1, len(live)), 4),
+               "served_valid": served_valid, "quality_vs_llm": round(sum(quality) / max(1, len(quality)), 4),
+               "usd_per_call": {k: round(sum(v) / len(v), 8) if v else None for k, v in costs.items()},
+               "tasks": tasks, "report": report["totals"], "routes": report["routes"], "html": str(home / "report.html")}
+    say(f"specialists answered {served} of {len(live)} live calls ({summary['share_served_by_specialists']:.0%}); "
+        f"answers agree with the LLM's at {summary['quality_vs_llm']:.1%} (task metric); whole demo "
+        f"{wall_s / 60:.1f} min")
+    say(f"HTML report: {home / 'report.html'} (also at /dashboard while `protege serve` runs)")
+    return summary

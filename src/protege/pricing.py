@@ -3,6 +3,10 @@
 Prices are USD per million tokens (input, output), list prices as published by the providers in
 2025; check yours and override them. An unknown model costs `None` (never a guessed 0), and the
 gateway says so once per model in its log.
+
+A call answered locally (a specialist, a local model) costs the serving machine's time: its latency
+times an hourly price (`LOCAL_USD_PER_HOUR`, `[routing] local_usd_per_hour`). The default, $0.10 an
+hour, is about what a 2-vCPU cloud VM costs on demand in 2025; one core per request is assumed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,13 @@ import re
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+LOCAL_USD_PER_HOUR = 0.10
+
+
+def local_cost(latency_ms: float | None, usd_per_hour: float = LOCAL_USD_PER_HOUR) -> float:
+    """What a locally served call costs: its share of the serving machine's time."""
+    return round((latency_ms or 0.0) * usd_per_hour / 3_600_000, 9)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from protege.evaluate.metrics import (
     parse_tool_calls,
     percentile,
 )
+from protege.pricing import LOCAL_USD_PER_HOUR, local_cost
 from protege.train.examples import Example
 from protege.train.format import infer_output_kind, target_text
 
@@ -84,10 +85,11 @@ class RuntimeCandidate(Candidate):
     """A local model answering through a protege `Runtime` (constrained decoding where the request asks)."""
 
     def __init__(self, name: str, runtime: Any, *, adapter: str | None = None, max_tokens: int | None = None,
-                 cost_per_call_usd: float | None = None):
+                 usd_per_hour: float = LOCAL_USD_PER_HOUR):
         self.name, self.runtime, self.adapter = name, runtime, adapter
         self.max_tokens = max_tokens
-        self.cost_per_call_usd = cost_per_call_usd
+        self.usd_per_hour = usd_per_hour
+        """A local answer costs its latency at this hourly machine price (`protege.pricing.local_cost`)."""
 
     def build_request(self, example: Example) -> dict:
         request = dict(example.request)
@@ -110,9 +112,10 @@ class RuntimeCandidate(Candidate):
             else:
                 completion = self.runtime.complete(request)
         except RuntimeRequestError as exc:
-            return Answer(None, (time.perf_counter() - start) * 1000, self.cost_per_call_usd, exc.message[:300])
+            latency = (time.perf_counter() - start) * 1000
+            return Answer(None, latency, local_cost(latency, self.usd_per_hour), exc.message[:300])
         latency = (time.perf_counter() - start) * 1000
-        return Answer(completion["choices"][0]["message"], latency, self.cost_per_call_usd)
+        return Answer(completion["choices"][0]["message"], latency, local_cost(latency, self.usd_per_hour))
 
 
 def _words(text: str) -> set[str]:

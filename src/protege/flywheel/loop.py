@@ -198,8 +198,17 @@ def train_and_gate(store: Store, settings: Settings, task_id: str, train: list[C
     folder = _next_folder(task_id)
     t0 = time.time()
     config = TrainConfig(epochs=opts.epochs, max_steps=opts.max_steps, seed=opts.seed, threads=opts.threads)
+    last = [0.0]
+
+    def progress(p) -> None:  # a line every 15 s, so a long run shows it is moving
+        if time.time() - last[0] >= 15 or p.step == p.total_steps:
+            last[0] = time.time()
+            loss = f", loss {p.loss:.3f}" if p.loss is not None else ""
+            speed = f", {p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else ""
+            say(f"  {task_id}: {p.phase} step {p.step}/{p.total_steps}{loss}{speed}")
+
     outcome = train_task(task_id, model=opts.model, records=train[: opts.max_train_calls], test_records=test,
-                         out=folder, config=config, evaluate=False)
+                         out=folder, config=config, evaluate=False, on_progress=progress)
     train_s = time.time() - t0
     spec = load_specialist(folder)
     if spec.gguf_adapter is None:

@@ -27,6 +27,7 @@ from protege.curate.scrub import ingest_scrubber
 from protege.gateway.auth import Caller, KeyRing
 from protege.gateway.metrics import GatewayMetrics
 from protege.openai_format import error_body, iter_sse_data, reassemble_chat_stream
+from protege.pricing import local_cost
 from protege.records import CallRecord, fill_derived_fields, new_call_id
 from protege.route.router import RouteDecision, Router
 from protege.store import CallFilter, Store, open_store
@@ -68,7 +69,6 @@ class Gateway:
         self.router: Router | None = None
         if local_models is not None:
             self.router = Router(self.store, local_models, settings)
-        self.local_usd_per_ms = settings.routing.local_usd_per_hour / 3_600_000
 
     async def start(self) -> None:
         g = self.settings.gateway
@@ -112,7 +112,7 @@ class Gateway:
             if record.cost_usd:
                 self.metrics.cost.labels(record.upstream_model or record.requested_model).inc(record.cost_usd)
         elif record.served_by:  # a local model or specialist: the serving machine's time
-            record.cost_usd = round((record.latency_ms or 0.0) * self.local_usd_per_ms, 9)
+            record.cost_usd = local_cost(record.latency_ms, self.settings.routing.local_usd_per_hour)
         if self.scrubber is not None:
             record = self.scrubber.scrub_record(record)
         self.call_log.log(record)

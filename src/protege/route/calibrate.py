@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protege.pricing import local_cost
 from protege.train.examples import Example
 
 CALIBRATION = "calibration.json"
@@ -87,12 +88,13 @@ def _scored_candidate(name: str, runtime: Any, max_tokens: int):
                 completion, confidence = self.runtime.complete_scored(self.build_request(example))
             except RuntimeRequestError as exc:
                 self.confidences[example.id] = None
-                return Answer(None, (time.perf_counter() - start) * 1000, None, exc.message[:300])
+                latency = (time.perf_counter() - start) * 1000
+                return Answer(None, latency, local_cost(latency, self.usd_per_hour), exc.message[:300])
             self.confidences[example.id] = confidence
-            message = completion["choices"][0]["message"]
+            latency = (time.perf_counter() - start) * 1000
             if completion["choices"][0]["finish_reason"] == "length":  # the router never serves a cut-off answer
-                return Answer(None, (time.perf_counter() - start) * 1000, None, f"cut off at {self.max_tokens} tokens")
-            return Answer(message, (time.perf_counter() - start) * 1000)
+                return Answer(None, latency, local_cost(latency, self.usd_per_hour), f"cut off at {self.max_tokens} tokens")
+            return Answer(completion["choices"][0]["message"], latency, local_cost(latency, self.usd_per_hour))
 
     cand = Scored(name, runtime, max_tokens=max_tokens)
     cand.confidences = {}

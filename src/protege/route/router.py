@@ -279,4 +279,5 @@ class Router:
         state = self._state
         return {"tasks_known": 0 if state.assigner is None else len(state.assigner.catalog.tasks),
                 "routes": {t: r.mode for t, r in state.routes.items()},
-                "serving": sorted(state.specialists), "load_errors": dict(self.load_errors)}
+                "serving": sorted(state.specialists), "load_errors": dict(self.load_errors),
+                "shadow_pending": self._pending}

@@ -221,13 +221,14 @@ def pick(kept: Sequence[CandidateEvidence]) -> CandidateEvidence:
 
 def select_base(examples: Sequence[Example], *, catalog: ModelCatalog | None = None,
                 licences: Iterable[str] | None = None, max_memory_bytes: int | None = None, probe_n: int = 8,
-                probe: bool = True, seed: int = 0) -> Selection:
+                probe: bool | None = None, seed: int = 0) -> Selection:
     """Choose a base SLM for a task's examples: filter the catalog, probe what is left, pick by quality per cost.
 
     `licences` is the allow-list (default `PERMISSIVE_LICENCES`; "permissive" in the list adds them).
     `max_memory_bytes` caps the serving memory estimate (default: the machine's physical memory).
     `probe_n` examples (picked by a seeded hash of their ids) are the probe sample; the others are
-    the few-shot pool. Raises `ValueError` naming every rejection when no model is left.
+    the few-shot pool; `probe=None` probes only when more than one model is left (True: always).
+    Raises `ValueError` naming every rejection when no model is left.
     """
     examples = list(examples)
     if not examples:
@@ -247,6 +248,12 @@ def select_base(examples: Sequence[Example], *, catalog: ModelCatalog | None = N
     sample = sample[:probe_n]
     labels = sorted(set(answers)) if kind == "label" else []
     headline = None
+    if probe is None and sum(ev.kept for ev in evidence) == 1:  # nothing to choose between: a probe only costs time
+        only = next(ev for ev in evidence if ev.kept)
+        only.reason = "the only model left after the filters (not probed)"
+        probe = False
+    if probe is None:
+        probe = True
     if probe:
         from protege.evaluate.harness import HEADLINE
 

@@ -1,0 +1,89 @@
+"""Flywheel benchmark: the whole loop on the demo traces, measured against the all-LLM baseline in the same run.
+
+    .venv/bin/python bench/flywheel.py                 # all tasks, the demo's training budget
+    .venv/bin/python bench/flywheel.py --max-tasks 5   # what `make demo` does
+
+The first 70% of the bundled traces is the history: it goes through a running gateway to the
+replay upstream (the LLM) and the flywheel learns from it (analyze, curate, select, train,
+evaluate as served, gate; shadow first). The last 30% is live traffic the flywheel never saw:
+part of it while the new specialists answer in shadow, the rest after the live review has moved
+them to `on`. Every live answer is scored against the LLM's reference answer with its task's
+metric (labels: accuracy, JSON: field F1, tool calls: AST match, text: ROUGE-L), so "quality vs
+LLM" is the share of the LLM's task quality kept; the all-LLM baseline is the same live calls
+priced as LLM calls (the counterfactual of `protege report`).
+
+Targets (issue 6): >= 70% of calls served by specialists, >= 98% of the LLM's task quality
+overall, >= 10x cheaper per served call, every served output valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+RESULTS = ROOT / "bench" / "results" / "flywheel.json"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--max-tasks", type=int, default=None, help="tasks to distil (default: every task worth it)")
+    ap.add_argument("--max-train-calls", type=int, default=64)
+    ap.add_argument("--eval-calls", type=int, default=30)
+    ap.add_argument("--shadow-calls", type=int, default=200)
+    ap.add_argument("--calls", type=int, default=None, help="use only the first N calls of the traces")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    from protege.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(calls=args.calls, max_tasks=args.max_tasks, max_train_calls=args.max_train_calls,
+                       eval_calls=args.eval_calls, shadow_calls=args.shadow_calls)
+    load_before = os.getloadavg()
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="protege-bench-flywheel-") as tmp:
+        summary = run_demo(Path(tmp) / "home", opts)
+    totals, per_call = summary["report"], summary["usd_per_call"]
+    served = summary["served_by_specialists"]
+    results = {
+        "benchmark": "flywheel", "command": "python bench/flywheel.py " + " ".join(sys.argv[1:]),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(time.time() - t0, 1),
+        "machine": {"cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+                    "python": platform.python_version()},
+        "options": opts.__dict__,
+        "live_calls": summary["live_calls"],
+        "share_served_by_specialists": summary["share_served_by_specialists"],
+        "served_outputs_valid": f"{summary['served_valid']}/{served}",
+        "quality_vs_llm": summary["quality_vs_llm"],
+        "cost": {"all_llm_usd": totals.get("counterfactual_usd"), "actual_usd": totals.get("spend_usd"),
+                 "llm_usd_per_call": per_call["llm"], "specialist_usd_per_call": per_call["specialist"],
+                 "x_cheaper_per_served_call": _safe_div(per_call["llm"], per_call["specialist"]),
+                 "x_cheaper_overall": totals.get("times_cheaper")},
+        "fallback_rate": totals.get("fallback_rate"), "fallback_reasons": totals.get("fallback_reasons"),
+        "routes": summary["routes"], "tasks": summary["tasks"], "demo_wall_s": summary["wall_s"],
+    }
+    results["targets_met"] = {
+        "served_ge_70pct": results["share_served_by_specialists"] >= 0.70,
+        "quality_ge_98pct_of_llm": results["quality_vs_llm"] >= 0.98,
+        "served_call_ge_10x_cheaper": (results["cost"]["x_cheaper_per_served_call"] or 0) >= 10,
+        "every_served_output_valid": summary["served_valid"] == served,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: results[k] for k in ("share_served_by_specialists", "quality_vs_llm", "cost",
+                                               "fallback_rate", "targets_met", "wall_s")}, indent=1))
+
+
+def _safe_div(a, b):
+    return round(a / b, 8) if a is not None and b else None
+
+
+if __name__ == "__main__":
+    main()
