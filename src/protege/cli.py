@@ -653,7 +653,7 @@ def flywheel_run(
     min_calls: Annotated[int, typer.Option(help="Fewest calls a task needs.")] = 40,
     max_train_calls: Annotated[int, typer.Option(help="Training calls per task.")] = 200,
     eval_calls: Annotated[int, typer.Option(help="Held-out calls to evaluate and calibrate on.")] = 40,
-    epochs: int = 2,
+    epochs: int = 3,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop training after this many optimizer steps.")] = None,
     embedder: Annotated[str, typer.Option(help="'minilm' or 'hashing'.")] = "minilm",
     review_only: Annotated[bool, typer.Option(help="Only judge live evidence (shadow → on, demotions).")] = False,

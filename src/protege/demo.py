@@ -98,7 +98,7 @@ class DemoOptions:
     """Live calls sent while new specialists answer in shadow."""
     max_tasks: int | None = 5
     max_train_calls: int = 64
-    epochs: int = 2
+    epochs: int = 3
     max_steps: int | None = None
     eval_calls: int = 30
     min_examples: int = 30

@@ -50,13 +50,17 @@ class FlywheelOptions:
     """Base model for every specialist (None: selection chooses per task)."""
     max_train_calls: int = 200
     eval_calls: int = 40
-    epochs: int = 2
+    epochs: int = 3
+    batch_size: int = 8
+    """Sequences per step: small batches give a small task's few calls more updates for the same compute."""
     max_steps: int | None = None
     retrain_growth: float = 0.5
     embedder: str = "minilm"
     test_share: float = 0.2
     seed: int = 0
     threads: int | None = None
+    """CPU threads for training and evaluation (None: all cores but one, which stays with serving: torch and
+    llama.cpp threads spin-wait, so sharing every core with a busy gateway slows both several-fold)."""
     compare_base: bool = False
     """Also score the base model zero-shot (slow: full prompts, long answers); `protege eval` always does."""
 
@@ -188,6 +192,7 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
 def train_and_gate(store: Store, settings: Settings, task_id: str, train: list[CallRecord], test: list[CallRecord],
                    opts: FlywheelOptions, *, pool: Any = None, say: Callable[[str], None] = log.info) -> dict:
     """Train a specialist for one task, evaluate and calibrate it as served, and put it through the gate."""
+    from protege.models.llamacpp import usable_cores
     from protege.models.serving import LocalModelPool
     from protege.route.calibrate import evaluate_served
     from protege.train.artifact import EVAL_REPORT, load_specialist, write_manifest
@@ -197,7 +202,9 @@ def train_and_gate(store: Store, settings: Settings, task_id: str, train: list[C
 
     folder = _next_folder(task_id)
     t0 = time.time()
-    config = TrainConfig(epochs=opts.epochs, max_steps=opts.max_steps, seed=opts.seed, threads=opts.threads)
+    threads = opts.threads or max(1, usable_cores() - 1)
+    config = TrainConfig(epochs=opts.epochs, max_steps=opts.max_steps, seed=opts.seed, threads=threads,
+                         batch_size=opts.batch_size)
     last = [0.0]
 
     def progress(p) -> None:  # a line every 15 s, so a long run shows it is moving
@@ -215,7 +222,7 @@ def train_and_gate(store: Store, settings: Settings, task_id: str, train: list[C
         say(f"{task_id}: no GGUF adapter ({spec.manifest.get('gguf_export_error')}); it cannot be served")
         return {"task": task_id, "folder": str(folder), "error": "gguf export failed"}
     own_pool = pool is None
-    pool = pool or LocalModelPool(models=[spec.base_model], runtime_options={"n_threads": opts.threads})
+    pool = pool or LocalModelPool(models=[spec.base_model], runtime_options={"n_threads": threads})
     try:
         name = f"eval-{folder.parent.name}-{folder.name}"
         pool.register_adapter(spec.base_model, name, spec.gguf_adapter)

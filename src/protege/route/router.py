@@ -145,7 +145,7 @@ class Router:
             return False
         old = self._state
         routes = self.store.routes()
-        assigner = old.assigner if mtime == (old.version[1:] or (None,))[0] else self._load_assigner()
+        assigner = old.assigner if old.version and old.version[1] == mtime else self._load_assigner()
         specialists = {}
         for task_id, route in routes.items():
             if route.mode == "off" or not route.specialist:
