@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from bench.bfcl_data import CATEGORIES as BFCL_CATEGORIES  # noqa: E402
 from protege.cluster.assign import TaskAssigner  # noqa: E402
 from protege.cluster.catalog import TaskCatalog  # noqa: E402
 from protege.cluster.discover import discover_tasks  # noqa: E402
@@ -64,35 +65,15 @@ def quality(records, assignments) -> dict:
     }
 
 
-BFCL_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple")
-
-
 def bfcl_records(per_category: int) -> list:
     """BFCL questions as CallRecords (see the module docstring); [] when bfcl_eval is not installed."""
     try:
-        import bfcl_eval  # noqa: F401  (bench.bfcl_zero_shot imports it only lazily)
-
-        from bench.bfcl_zero_shot import load_category, tools_for
+        import bfcl_eval  # noqa: F401  (bench.bfcl_data imports it only lazily)
     except ImportError:
         return []
-    from protege.records import CallRecord
+    from bench.bfcl_data import bfcl_records as records_of
 
-    records = []
-    for category in BFCL_CATEGORIES:
-        for i, (question, answer) in enumerate(load_category(category, per_category)):
-            calls = []
-            for j, call in enumerate(answer["ground_truth"]):
-                [(name, args)] = call.items()
-                chosen = {k: v[0] for k, v in args.items() if v and v[0] != ""}
-                calls.append({"id": f"call_{j}", "type": "function",
-                              "function": {"name": name, "arguments": json.dumps(chosen)}})
-            request = {"model": "gpt-4o", "messages": question["question"][0], "tools": tools_for(question),
-                       "tool_choice": "auto"}
-            response = {"object": "chat.completion", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "tool_calls",
-                        "message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
-            records.append(CallRecord(id=f"bfcl-{category}-{i}", ts=float(len(records)), request=request,
-                                      response=response, metadata={"task": category}))
-    return records
+    return records_of(BFCL_CATEGORIES, per_category)
 
 
 def main() -> None:

@@ -21,101 +21,24 @@ import json
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
+from bench.bfcl_data import as_bfcl_output, decode_calls, load_category, load_checker, tools_for  # noqa: E402
 from protege.models.catalog import default_catalog  # noqa: E402
-from protege.models.constrain import OutputPlan  # noqa: E402
 from protege.models.errors import RuntimeRequestError  # noqa: E402
-from protege.models.runtime import Generation, SamplingParams, build_runtime  # noqa: E402
+from protege.models.runtime import build_runtime  # noqa: E402
 
 CATEGORIES = {"simple": "simple_python", "multiple": "multiple"}
-TYPE_MAP = {"dict": "object", "float": "number", "tuple": "array", "integer": "integer", "string": "string",
-            "boolean": "boolean", "array": "array", "number": "number", "object": "object"}
-
-
-def load_checker():
-    """BFCL's ast_checker without its heavy dependencies (model_config stubbed)."""
-    stub = types.ModuleType("bfcl_eval.constants.model_config")
-
-    class _Config:
-        underscore_to_dot = False
-
-    class _Mapping(dict):
-        def __getitem__(self, key):
-            return _Config()
-
-    stub.MODEL_CONFIG_MAPPING = _Mapping()
-    sys.modules["bfcl_eval.constants.model_config"] = stub
-    from bfcl_eval.constants.enums import Language
-    from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
-
-    return ast_checker, Language.PYTHON
-
-
-def load_category(name: str, limit: int):
-    import bfcl_eval
-
-    data_dir = Path(bfcl_eval.__file__).parent / "data"
-    questions = [json.loads(line) for line in (data_dir / f"BFCL_v4_{name}.json").read_text().splitlines() if line]
-    answers = {a["id"]: a for a in (json.loads(line) for line in
-               (data_dir / "possible_answer" / f"BFCL_v4_{name}.json").read_text().splitlines() if line)}
-    return [(q, answers[q["id"]]) for q in questions[:limit]]
-
-
-def to_json_schema(spec):
-    """BFCL's parameter types ("dict", "float", "tuple", "any") as JSON Schema."""
-    if isinstance(spec, list):
-        return [to_json_schema(s) for s in spec]
-    if not isinstance(spec, dict):
-        return spec
-    out = {}
-    for key, value in spec.items():
-        if key == "type":
-            if value in TYPE_MAP:
-                out["type"] = TYPE_MAP[value]
-            continue  # "any": no type constraint
-        if key == "properties":
-            out[key] = {k: to_json_schema(v) for k, v in value.items()}
-        elif key in ("items", "additionalProperties"):
-            out[key] = to_json_schema(value)
-        elif key in ("description", "enum", "required", "default", "minimum", "maximum", "format"):
-            if key == "format":
-                continue  # BFCL formats are informal ("date", "YYYY-MM-DD"...)
-            out[key] = value
-    return out
-
-
-def tools_for(question):
-    """BFCL functions as OpenAI tools. Python functions take no unknown keyword arguments, so the top-level
-    parameters get `additionalProperties: false` (as OpenAI's strict mode requires); without it a base model
-    keeps inventing extra keys until max_tokens."""
-    return [{"type": "function", "function": {"name": f["name"], "description": f.get("description", ""),
-                                              "parameters": {**to_json_schema(f["parameters"]),
-                                                             "additionalProperties": False}}}
-            for f in question["function"]]
 
 
 def run_one(runtime, question, constrained: bool, max_tokens: int):
-    tools = tools_for(question)
-    messages = question["question"][0]
-    request = {"messages": messages, "tools": tools, "tool_choice": "required", "parallel_tool_calls": False,
-               "max_tokens": max_tokens, "temperature": 0}
-    functions = {t["function"]["name"]: t["function"] for t in tools}
-    if constrained:
-        response = runtime.complete(request)
-        calls = response["choices"][0]["message"].get("tool_calls") or []
-        return [{c["function"]["name"]: json.loads(c["function"]["arguments"])} for c in calls]
-    # unconstrained: same prompt, free decoding, then parse (only valid calls count)
-    gen = Generation(iter(()))
-    text = "".join(runtime._generate(runtime.render(request), OutputPlan(kind="text"),
-                                     SamplingParams(max_tokens=max_tokens), None, gen))
-    plan = OutputPlan(kind="tools", functions=functions, require_call=True, parallel=True)
-    _, calls = plan.parse(text.strip(), gen.finish_reason)
-    return [{c["function"]["name"]: json.loads(c["function"]["arguments"])} for c in calls or []]
+    """One BFCL question, one call expected (`parallel_tool_calls: false`), as BFCL's model output."""
+    request = {"messages": question["question"][0], "tools": tools_for(question), "parallel_tool_calls": False}
+    return as_bfcl_output(decode_calls(runtime, request, constrained=constrained, max_tokens=max_tokens))
 
 
 def main() -> None:
