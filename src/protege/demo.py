@@ -152,9 +152,11 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
             agent.send_all(shadow, 4)
             agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
             _protege(env, ["flywheel", "run", "--review-only"])
-            routing = agent.wait_for_routes(
-                lambda r: all(t in r["serving"] for t, m in r["routes"].items() if m != "off"))
-            serving = sorted(t for t, m in routing["routes"].items() if m == "on")
+            with open_store(home / "protege.db") as store:
+                modes = {t: r.mode for t, r in store.routes().items()}
+            routing = agent.wait_for_routes(lambda r: r["routes"] == modes and all(
+                t in r["serving"] for t, m in modes.items() if m != "off"))
+            serving = sorted(t for t, m in modes.items() if m == "on")
             say(f"[5/6] {len(rest)} more live calls; specialists now serve {', '.join(serving) or 'no task'}")
             ok, elapsed = agent.send_all(rest, opts.concurrency)
             say(f"      {ok}/{len(rest)} answered in {elapsed:.1f} s")

@@ -5,7 +5,8 @@
 1. review: every routed task's live evidence since its route last changed (fallbacks, invalid
    outputs, shadow agreement) goes through `review_live`: shadow → on, or demotion;
 2. analyze: task discovery over the successful logged calls; task ids written to the store;
-3. curate: failures and duplicates dropped, PII and secrets scrubbed, a held-out split per task;
+3. curate: failures and duplicates dropped, PII and secrets replaced by consistent fake values, a
+   held-out split per task;
 4. pick the tasks worth a specialist (most valuable first: monthly savings, then volume) that
    need one: none yet, `retrain_growth` more calls than its specialist saw, or demoted;
 5. select + train: `train_task` (selection picks the base unless `model` is set) into a new
@@ -142,6 +143,7 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
     """One pass of the loop over everything logged so far (see the module docstring)."""
     from protege.cluster.analysis import analyze_calls
     from protege.curate.pipeline import curate_calls
+    from protege.curate.scrub import Scrubber
 
     opts = options or FlywheelOptions()
     started = time.time()
@@ -160,7 +162,11 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
         r.task_id = analysis.assignments.get(r.id)
     report.tasks = len(analysis.profiles)
     say("curating (filters, scrubbing, splits)")
-    splits = curate_calls(records, test_share=opts.test_share, seed=opts.seed).datasets
+    # fake values, not <EMAIL_1> placeholders: a specialist trained on placeholders writes placeholders
+    # when real text arrives (the shadow phase caught exactly that); realistic stand-ins keep the training
+    # data private and shaped like what it will serve
+    splits = curate_calls(records, scrubber=Scrubber(mode="fake"), test_share=opts.test_share,
+                          seed=opts.seed).datasets
     profiles = sorted(analysis.profiles, key=lambda p: (-p.monthly_savings_usd[0], -p.calls))
     chosen = 0
     for profile in profiles:

@@ -229,6 +229,10 @@ class Router:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "invalid_output", exc.message)
         except RuntimeRequestError as exc:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "specialist_error", exc.message)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the caller still gets the LLM's answer
+            log.exception("the specialist of %s failed", decision.task_id)
+            return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "specialist_error",
+                                    f"{type(exc).__name__}: {exc}")
         latency = (time.perf_counter() - start) * 1000
         choice = completion["choices"][0]
         if choice["finish_reason"] == "length":
