@@ -30,10 +30,12 @@ def test_gate_promotes_to_shadow_first_and_holds_with_reasons():
     assert (verdict.action, verdict.mode_to) == ("promote", "shadow")
     assert verdict.evidence["quality_ratio"] == 0.99 and verdict.evidence["n"] == 40
     assert judge_calibration(calibration(), GatePolicy(shadow_first=False)).mode_to == "on"
-    held = judge_calibration(calibration(n=12, valid_rate=0.95, routed_quality=0.9, coverage=0.3), policy)
+    sure = judge_calibration(calibration(valid_rate=0.95), policy)  # the invalid ones were under the threshold
+    assert sure.action == "promote" and sure.evidence["valid_rate"] == 0.95
+    held = judge_calibration(calibration(n=12, served_valid_rate=0.95, routed_quality=0.9, coverage=0.3), policy)
     assert held.action == "hold" and held.mode_to == "off"
-    for part in ("12 held-out calls, needs 30", "95.0% valid outputs, needs 100%", "routed accuracy 90.0% of the LLM's",
-                 "answers 30% of calls"):
+    for part in ("12 held-out calls, needs 30", "95.0% valid outputs at the threshold, needs 100%",
+                 "routed accuracy 90.0% of the LLM's", "answers 30% of calls"):
         assert part in held.reason
 
 

@@ -309,7 +309,7 @@ def keys_revoke(name: str, database: DatabaseOpt = None, config: ConfigOpt = Non
 def demo(
     home: Annotated[Path, typer.Option(help="Folder for the demo's store, specialists and logs (emptied first).")] = Path("protege-demo"),
     calls: Annotated[Optional[int], typer.Option(help="Use only the first N calls of the traces.")] = None,
-    max_tasks: Annotated[int, typer.Option(help="Tasks to distil (most valuable first).")] = 5,
+    max_tasks: Annotated[int, typer.Option(help="Tasks to distil (most valuable first).")] = 3,
     max_train_calls: Annotated[int, typer.Option(help="Training calls per task.")] = 64,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop each training run after this many steps.")] = None,
     eval_calls: Annotated[int, typer.Option(help="Held-out calls per task to evaluate and calibrate on.")] = 30,

@@ -96,7 +96,7 @@ class DemoOptions:
     """The first part is the history the flywheel learns from; the rest is live traffic it never saw."""
     shadow_calls: int = 200
     """Live calls sent while new specialists answer in shadow."""
-    max_tasks: int | None = 5
+    max_tasks: int | None = 3
     max_train_calls: int = 64
     epochs: int = 3
     max_steps: int | None = None

@@ -42,6 +42,7 @@ class Calibration:
     """The specialist alone, every call: its headline metric."""
     quality_ci: tuple[float, float]
     valid_rate: float
+    """Share of valid outputs over every held-out call."""
     threshold: float
     coverage: float
     """Share of calls the specialist answers at `threshold`."""
@@ -49,6 +50,11 @@ class Calibration:
     """Quality of specialist-above-threshold plus LLM-for-the-rest."""
     target_quality: float
     latency_p50_ms: float | None
+    served_valid_rate: float = 1.0
+    """Share of valid outputs among those at or above `threshold`: what the router would serve if it did
+    not validate (invalid outputs fall back anyway; this says whether it has to)."""
+    labels: list[str] = field(default_factory=list)
+    """For label tasks, the labels the LLM used: the router falls back on any other."""
     curve: list[dict] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     runtime: str = ""
@@ -129,7 +135,8 @@ def evaluate_served(specialist: Any, examples: Sequence[Example], *, quality_rat
                     ) -> tuple[Any, Calibration]:
     """Evaluate a specialist as served (`specialist`: a runtime with `complete_scored`), with the base model
     (`base`, optional) and the LLM reference beside it; returns the `EvalReport` and the `Calibration`."""
-    from protege.evaluate.harness import ReferenceCandidate, RuntimeCandidate, evaluate
+    from protege.evaluate.harness import ReferenceCandidate, RuntimeCandidate, _content, evaluate
+    from protege.evaluate.metrics import normalize_label
 
     if not examples:
         raise ValueError("no held-out calls to evaluate on: the task needs more logged calls")
@@ -142,11 +149,15 @@ def evaluate_served(specialist: Any, examples: Sequence[Example], *, quality_rat
     curve = tradeoff_curve(points, reference.headline)
     target = quality_ratio * reference.headline
     chosen = choose_threshold(curve, target)
+    confident = [p for p in points if p.confidence is not None and p.confidence >= chosen["threshold"]]
+    labels = sorted({normalize_label(_content(ex.answer)) for ex in examples}) if report.output_kind == "label" else []
     cal = Calibration(
         output_kind=report.output_kind, headline_metric=report.headline_metric, n=row.n,
         reference_quality=reference.headline, quality=row.headline, quality_ci=(row.ci_low, row.ci_high),
         valid_rate=row.valid_rate, threshold=chosen["threshold"], coverage=chosen["coverage"],
         routed_quality=chosen["routed_quality"], target_quality=round(target, 4), latency_p50_ms=row.latency_p50_ms,
         curve=curve, points=points, runtime=runtime_name, max_tokens=max_tokens,
+        served_valid_rate=round(sum(p.valid for p in confident) / len(confident), 4) if confident else 1.0,
+        labels=labels,
     )
     return report, cal

@@ -1,8 +1,8 @@
 """Promotion gates: a specialist serves only what it has earned, and loses it when live evidence turns.
 
 `judge_calibration` decides on held-out evidence (the calibration, see `calibrate`):
-promote when at least `min_examples` calls were judged, the specialist's outputs were valid at
-`min_valid_rate`, the routed quality at the calibrated threshold is at least `min_quality_ratio`
+promote when at least `min_examples` calls were judged, the outputs it is sure enough to serve
+(confidence at or above the calibrated threshold) were valid at `min_valid_rate`, the routed quality at the calibrated threshold is at least `min_quality_ratio`
 of the LLM's and the specialist answers at least `min_coverage` of the calls itself. A promoted
 specialist starts in `shadow` (answers beside the LLM, compared, never served) when the policy
 says so; `review_live` moves it from shadow to `on` after `shadow_calls` comparisons agreeing at
@@ -35,15 +35,15 @@ def judge_calibration(cal: Calibration, policy: GatePolicy, current_mode: str = 
     ratio = cal.routed_quality / cal.reference_quality if cal.reference_quality else 0.0
     evidence = {
         "n": cal.n, "metric": cal.headline_metric, "quality": cal.quality, "quality_ci": list(cal.quality_ci),
-        "valid_rate": cal.valid_rate, "threshold": cal.threshold, "coverage": cal.coverage,
+        "valid_rate": cal.valid_rate, "served_valid_rate": cal.served_valid_rate, "threshold": cal.threshold, "coverage": cal.coverage,
         "routed_quality": cal.routed_quality, "reference_quality": cal.reference_quality,
         "quality_ratio": round(ratio, 4), "policy": policy.model_dump(),
     }
     failures = []
     if cal.n < policy.min_examples:
         failures.append(f"{cal.n} held-out calls, needs {policy.min_examples}")
-    if cal.valid_rate < policy.min_valid_rate:
-        failures.append(f"{cal.valid_rate:.1%} valid outputs, needs {policy.min_valid_rate:.0%}")
+    if cal.served_valid_rate < policy.min_valid_rate:
+        failures.append(f"{cal.served_valid_rate:.1%} valid outputs at the threshold, needs {policy.min_valid_rate:.0%}")
     if ratio < policy.min_quality_ratio:
         failures.append(f"routed {cal.headline_metric} {ratio:.1%} of the LLM's, needs {policy.min_quality_ratio:.0%}")
     if cal.coverage < policy.min_coverage:
@@ -52,7 +52,8 @@ def judge_calibration(cal: Calibration, policy: GatePolicy, current_mode: str = 
         return Verdict("hold", "off" if current_mode == "off" else current_mode, "; ".join(failures), evidence)
     mode = "shadow" if policy.shadow_first else "on"
     reason = (f"{cal.headline_metric} {cal.quality:.3f} alone, routed {ratio:.1%} of the LLM's with {cal.coverage:.0%} "
-              f"served at confidence >= {cal.threshold:.3f}, {cal.valid_rate:.0%} valid on {cal.n} held-out calls")
+              f"served at confidence >= {cal.threshold:.3f} ({cal.served_valid_rate:.0%} of those valid, "
+              f"{cal.valid_rate:.0%} of all) on {cal.n} held-out calls")
     return Verdict("promote", mode, reason, evidence)
 
 

@@ -10,7 +10,8 @@ audited sample (`[routing] audit_share`) that the LLM answers with the specialis
 live quality drift stays measurable.
 
 `answer` runs the specialist (pruned prompt, constrained decoding, validation) and says whether
-its output may be served: not when decoding failed or was cut off (`invalid_output`, or
+its output may be served: not when decoding failed, was cut off or (label tasks) is not one of
+the task's labels (`invalid_output`, or
 `specialist_error` for anything else the runtime refused) or when its confidence is under the
 route's calibrated threshold (`low_confidence`); the gateway then asks the LLM, so the caller
 always gets an answer.
@@ -33,6 +34,7 @@ from typing import Any
 
 from protege.cluster.catalog import TaskCatalog, default_catalog_path
 from protege.config import Settings
+from protege.evaluate.metrics import normalize_label
 from protege.models.errors import InvalidOutputError, RuntimeRequestError
 from protege.models.serving import LocalModelPool
 from protege.route.calibrate import Calibration
@@ -55,6 +57,8 @@ class Specialist:
     runtime: Any
     output_kind: str
     max_tokens: int
+    labels: frozenset[str] = frozenset()
+    """For label tasks: the labels a served answer must be one of."""
 
 
 @dataclass
@@ -186,16 +190,18 @@ class Router:
         runtime.base.set_prompt_format(name, spec.prompt_format.render)
         cal = Calibration.load(folder)
         max_tokens = cal.max_tokens if cal is not None else DEFAULT_MAX_TOKENS
-        return Specialist(task_id, folder, runtime, spec.manifest.get("output_kind") or "text", max_tokens)
+        labels = frozenset(cal.labels) if cal is not None else frozenset()
+        return Specialist(task_id, folder, runtime, spec.manifest.get("output_kind") or "text", max_tokens, labels)
 
     # -- per request ------------------------------------------------------------------------------
-    def decide(self, request: dict, headers: Any, call_id: str) -> RouteDecision:
+    def decide(self, request: dict, headers: Any, call_id: str) -> RouteDecision | None:
+        """None while there is no task catalog yet (nothing to route, nothing recorded)."""
         state = self._state
+        if state.assigner is None:
+            return None
         meta = request.get("metadata") if isinstance(request.get("metadata"), dict) else {}
         if _truthy(headers.get(self.human_header, "")) or _truthy(meta.get("human_facing", "")):
             return RouteDecision(None, "human_facing", human_facing=True)
-        if state.assigner is None:
-            return RouteDecision(None, "no_catalog")
         assignment = state.assigner.explain(request, allow_embedding=False)
         decision = RouteDecision(assignment.task_id, assignment.via)
         route = state.routes.get(assignment.task_id) if assignment.task_id else None
@@ -229,7 +235,7 @@ class Router:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "invalid_output", exc.message)
         except RuntimeRequestError as exc:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "specialist_error", exc.message)
-        except Exception as exc:  # noqa: BLE001 - whatever broke, the caller still gets the LLM's answer
+        except Exception as exc:
             log.exception("the specialist of %s failed", decision.task_id)
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "specialist_error",
                                     f"{type(exc).__name__}: {exc}")
@@ -238,6 +244,9 @@ class Router:
         if choice["finish_reason"] == "length":
             return SpecialistAnswer(completion, confidence, latency, "invalid_output",
                                     f"cut off at {body['max_tokens']} tokens")
+        if specialist.labels and normalize_label(choice["message"].get("content")) not in specialist.labels:
+            return SpecialistAnswer(completion, confidence, latency, "invalid_output",
+                                    f"{str(choice['message'].get('content'))[:40]!r} is not one of the task's labels")
         if decision.min_confidence is not None and (confidence or 0.0) < decision.min_confidence:
             return SpecialistAnswer(completion, confidence, latency, "low_confidence",
                                     f"confidence {confidence:.3f} < {decision.min_confidence:.3f}")
@@ -254,7 +263,6 @@ class Router:
 
     def _compare(self, decision: RouteDecision, request: dict, call_id: str, llm_response: dict) -> None:
         from protege.evaluate.harness import HEADLINE, Answer, score_answer
-        from protege.evaluate.metrics import normalize_label
         from protege.train.examples import Example
         from protege.train.format import response_message
 
