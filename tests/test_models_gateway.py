@@ -13,12 +13,13 @@ require_local_extra()
 pytest.importorskip("starlette", reason="needs protege[serve]")
 
 
-def test_a_local_model_is_served_and_logged_with_zero_cost(tmp_path, monkeypatch):
+def test_a_local_model_is_served_and_logged_at_machine_cost(tmp_path, monkeypatch):
     from starlette.testclient import TestClient
 
     from protege.config import Settings
     from protege.gateway.app import create_app
     from protege.models.serving import LocalModelPool
+    from protege.pricing import local_cost
     from protege.store.base import open_store
 
     monkeypatch.setenv("PROTEGE_HOME", str(tmp_path / "home"))
@@ -43,6 +44,6 @@ def test_a_local_model_is_served_and_logged_with_zero_cost(tmp_path, monkeypatch
     with open_store(settings.database) as store:
         record = store.get_call(call_id)
     assert record is not None and record.served_by == "local:smollm2-135m"
-    assert record.cost_usd == 0.0 and record.status == 200
+    assert record.cost_usd == local_cost(record.latency_ms) > 0 and record.status == 200  # machine time, not free
     assert record.completion_tokens == answer["usage"]["completion_tokens"] > 0
     assert record.response["choices"][0]["message"]["content"] == answer["choices"][0]["message"]["content"]
