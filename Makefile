@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium demo test bench-gateway clean
+.PHONY: install chromium demo test bench-install bench-gateway clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ chromium:
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# BFCL's data and checker for bench/bfcl*.py; --no-deps: its checker needs none of the LLM SDKs it lists.
+bench-install: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps bfcl-eval==2026.3.23
 
 bench-gateway: $(STAMP)
 	$(PY) bench/gateway.py

@@ -22,6 +22,7 @@ evidence in between.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -100,8 +101,6 @@ def review_routes(store: Store, settings: Settings, say: Callable[[str], None] =
 def _trained_calls(folder: str | None) -> int:
     if not folder:
         return 0
-    import json
-
     manifest = Path(folder) / "specialist.json"
     if not manifest.is_file():
         return 0
