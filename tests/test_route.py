@@ -231,3 +231,17 @@ def test_gateway_serves_the_specialist_falls_back_and_follows_promotions(routed_
         shadows = store.shadow_results(task)
         assert sorted(s.call_id for s in shadows) == sorted(r.headers["x-protege-call-id"] for r in shadowed)
         assert all(s.valid and s.answer is not None for s in shadows)
+
+
+def test_a_broken_catalog_leaves_every_call_to_the_llm(home, start_gateway):
+    from tests.conftest import recorded_pairs
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "tasks.json").write_text('{"version": -1, "tasks": []}')  # a catalog from another version
+    gw = start_gateway()
+    pair = recorded_pairs()[0]
+    resp = httpx.post(gw.url + "/chat/completions", json=pair["request"], timeout=30)
+    assert resp.status_code == 200 and resp.json() == pair["response"]
+    assert resp.headers["x-protege-served-by"] == "upstream:default"
+    assert httpx.get(gw.base + "/health").json()["routing"]["routes"] == {}
+    assert "re-run `protege analyze`" in (home / "gateway.log").read_text()  # the log says what to do

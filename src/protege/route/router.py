@@ -121,10 +121,11 @@ class Router:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.load_errors: dict[str, str] = {}
+        self._last_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self.refresh()
+        self._refresh_logged()
         self._thread = threading.Thread(target=self._run, name="protege-router", daemon=True)
         self._thread.start()
 
@@ -136,10 +137,18 @@ class Router:
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.routing.refresh_s):
-            try:
-                self.refresh()
-            except Exception:  # a broken catalog or specialist must never take the gateway down
-                log.exception("reloading routes failed; the previous routes stay in force")
+            self._refresh_logged()
+
+    def _refresh_logged(self) -> None:
+        """`refresh`, where a failure (a broken catalog, an unreadable store) is logged once, never raised:
+        the routes in force stay (at start: none, so every call goes to the LLM)."""
+        try:
+            self.refresh()
+            self._last_error = None
+        except Exception as exc:  # noqa: BLE001
+            if str(exc) != self._last_error:
+                log.error("loading routes failed (%s); the routes in force stay until this is fixed", exc)
+            self._last_error = str(exc)
 
     def refresh(self) -> bool:
         """Re-read routes and the catalog if they changed; returns whether anything changed."""
