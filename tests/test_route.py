@@ -60,10 +60,13 @@ def test_live_stats_count_what_the_router_logged():
     records = [rec(1, fallback=False), rec(2, fallback=True, fallback_reason="low_confidence"),
                rec(3, fallback=True, fallback_reason="invalid_output"),
                CallRecord(id="4", ts=4.0, request={}, metadata={"route": {"attempted": False}})]
-    shadows = [ShadowResult("5", "t", True, 1.0, True), ShadowResult("6", "t", False, 0.0, True)]
+    shadows = [ShadowResult("5", "t", True, 1.0, True, confidence=0.9), ShadowResult("6", "t", False, 0.0, True, 0.3),
+               ShadowResult("7", "t", False, 0.0, False, confidence=0.9)]
     stats = live_stats(records, shadows)
     assert (stats.routed, stats.served, stats.fallbacks, stats.invalid) == (3, 1, 2, 1)
-    assert stats.shadow_agreement == 0.5
+    assert stats.shadow_agreement == 0.5  # the invalid answer would have fallen back: not counted
+    sure = live_stats(records, shadows, min_confidence=0.5)  # nor would the unsure one
+    assert (sure.shadow, sure.shadow_agreement) == (1, 1.0)
 
 
 def test_decisions_are_recorded_with_evidence(tmp_path):

@@ -90,7 +90,7 @@ def review_routes(store: Store, settings: Settings, say: Callable[[str], None] =
         records = [r for r in store.iter_calls(CallFilter(since=route.updated_ts, task_id=task_id))]
         records = records[-policy.live_window:]
         shadows = store.shadow_results(task_id, since=route.updated_ts)[-policy.live_window:]
-        verdict = review_live(route, live_stats(records, shadows), policy)
+        verdict = review_live(route, live_stats(records, shadows, route.min_confidence), policy)
         apply_verdict(store, task_id, verdict, actor="monitor")
         if verdict.action != "keep":
             say(f"{task_id}: {verdict.action} {route.mode} → {verdict.mode_to} ({verdict.reason})")

@@ -82,7 +82,10 @@ class LiveStats:
         return self.shadow_agree / self.shadow if self.shadow else None
 
 
-def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult]) -> LiveStats:
+def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult],
+               min_confidence: float | None = None) -> LiveStats:
+    """Counts from the calls the router logged and the shadow comparisons. Only shadow answers the specialist
+    would have served count (valid, confidence at or above `min_confidence`): the others fall back to the LLM."""
     stats = LiveStats()
     for r in records:
         route = r.metadata.get("route") or {}
@@ -94,8 +97,9 @@ def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult]) -
             stats.invalid += route.get("fallback_reason") in ("invalid_output", "specialist_error")
         else:
             stats.served += 1
-    stats.shadow = len(shadows)
-    stats.shadow_agree = sum(s.agree for s in shadows)
+    served = [s for s in shadows if s.valid and (min_confidence is None or (s.confidence or 0.0) >= min_confidence)]
+    stats.shadow = len(served)
+    stats.shadow_agree = sum(s.agree for s in served)
     return stats
 
 
