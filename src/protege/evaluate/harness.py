@@ -220,6 +220,8 @@ class EvalReport:
     created: float = field(default_factory=time.time)
     judge: str | None = None
     """The judge model behind the "judge" metric of free-text rows, when one graded them."""
+    labels: list[str] = field(default_factory=list)
+    """For label tasks, the labels an answer was judged valid against."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -286,7 +288,8 @@ def evaluate(examples: Sequence[Example], candidates: Sequence[Candidate], *, ta
                         round(1000 * statistics.fmean(costs), 4) if costs else None, errors, per_example))
         log.info("%s: %s %.3f [%.3f, %.3f], valid %.0f%%", cand.name, headline, rows[-1].headline, lo, hi,
                  100 * rows[-1].valid_rate)
-    return EvalReport(task, kind, headline, len(examples), rows, judge=judge.name if judged else None)
+    return EvalReport(task, kind, headline, len(examples), rows, judge=judge.name if judged else None,
+                      labels=sorted(label_set))
 
 
 def label_counts(examples: Sequence[Example]) -> Counter:

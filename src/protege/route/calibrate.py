@@ -135,8 +135,7 @@ def evaluate_served(specialist: Any, examples: Sequence[Example], *, quality_rat
                     ) -> tuple[Any, Calibration]:
     """Evaluate a specialist as served (`specialist`: a runtime with `complete_scored`), with the base model
     (`base`, optional) and the LLM reference beside it; returns the `EvalReport` and the `Calibration`."""
-    from protege.evaluate.harness import ReferenceCandidate, RuntimeCandidate, _content, evaluate
-    from protege.evaluate.metrics import normalize_label
+    from protege.evaluate.harness import ReferenceCandidate, RuntimeCandidate, evaluate
 
     if not examples:
         raise ValueError("no held-out calls to evaluate on: the task needs more logged calls")
@@ -150,7 +149,6 @@ def evaluate_served(specialist: Any, examples: Sequence[Example], *, quality_rat
     target = quality_ratio * reference.headline
     chosen = choose_threshold(curve, target)
     confident = [p for p in points if p.confidence is not None and p.confidence >= chosen["threshold"]]
-    labels = sorted({normalize_label(_content(ex.answer)) for ex in examples}) if report.output_kind == "label" else []
     cal = Calibration(
         output_kind=report.output_kind, headline_metric=report.headline_metric, n=row.n,
         reference_quality=reference.headline, quality=row.headline, quality_ci=(row.ci_low, row.ci_high),
@@ -158,6 +156,6 @@ def evaluate_served(specialist: Any, examples: Sequence[Example], *, quality_rat
         routed_quality=chosen["routed_quality"], target_quality=round(target, 4), latency_p50_ms=row.latency_p50_ms,
         curve=curve, points=points, runtime=runtime_name, max_tokens=max_tokens,
         served_valid_rate=round(sum(p.valid for p in confident) / len(confident), 4) if confident else 1.0,
-        labels=labels,
+        labels=report.labels,
     )
     return report, cal
