@@ -83,6 +83,8 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8787).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes sharing the port.")] = None,
     local: Annotated[bool, typer.Option(help="Answer requests for local models and specialists (`protege models list`) itself.")] = True,
+    open_mode: Annotated[bool, typer.Option("--open", help="Open mode: anyone may call and read the logs, even if keys exist (local use).")] = False,
+    allow_open_network: Annotated[bool, typer.Option(help="Allow open mode on a non-loopback --host (the whole log is then readable from the network).")] = False,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -90,10 +92,16 @@ def serve(
     import uvicorn
 
     from protege.gateway.app import SETTINGS_ENV, create_app
+    from protege.gateway.auth import KeyRing, is_loopback, open_network_refusal
 
     settings = _settings(config, upstream=upstream, upstream_key_env=upstream_key_env, host=host, port=port,
-                         workers=workers, database=database)
+                         workers=workers, database=database, open_mode=open_mode or None,
+                         allow_open_network=allow_open_network or None)
     g = settings.gateway
+    with _store(settings.database, config) as store:
+        is_open = KeyRing(store, open_mode=g.open_mode).is_open
+    if is_open and not (is_loopback(g.host) or g.allow_open_network):
+        fail(open_network_refusal(g.host))
     local_models = None
     if local:
         from protege.models.serving import LocalModelPool
@@ -101,7 +109,7 @@ def serve(
         local_models = LocalModelPool()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     err.print(f"protege gateway on http://{g.host}:{g.port}/v1  (upstreams: "
-              f"{', '.join(f'{u.name}={u.base_url}' for u in settings.upstreams) or 'none'})")
+              f"{', '.join(f'{u.name}={u.display_url}' for u in settings.upstreams) or 'none'})")
     common = dict(host=g.host, port=g.port, log_level="warning", access_log=False, http="httptools",
                   loop="uvloop", timeout_keep_alive=30)
     if g.workers > 1:
@@ -297,11 +305,26 @@ def keys_list(database: DatabaseOpt = None, config: ConfigOpt = None, json: Json
 
 
 @keys_app.command("revoke")
-def keys_revoke(name: str, database: DatabaseOpt = None, config: ConfigOpt = None) -> None:
-    """Revoke a key by name; running gateways stop accepting it within seconds."""
+def keys_revoke(
+    name: str,
+    force: Annotated[bool, typer.Option(help="Revoke even the last active admin key.")] = False,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key by name; running gateways stop accepting it within seconds (they never fall back to open mode)."""
     with _store(database, config) as store:
-        if not store.revoke_key(name):
+        active = [k for k in store.list_keys() if k.is_active]
+        key = next((k for k in active if k.name == name), None)
+        if key is None:
             fail(f"No active key named {name!r}; `protege keys list` shows them.")
+        last_admin = key.role == "admin" and sum(k.role == "admin" for k in active) == 1
+        if last_admin and not force:
+            fail(f"{name!r} is the last active admin key: without it nobody can read the logs (the gateway stays "
+                 "keyed, it does not fall back to open mode). Create another first with "
+                 "`protege keys create --name NAME --role admin`, or pass --force.")
+        store.revoke_key(name)
+    if last_admin:
+        err.print(f"[bold yellow]Warning:[/] {name!r} was the last active admin key; nobody can read the logs now.")
     err.print(f"Revoked {name!r}.")
 
 

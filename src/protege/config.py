@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -46,6 +47,14 @@ from protege.store.base import protege_home
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with the `user:secret@` part of every URL in it replaced by `***@`, for messages and logs."""
+    return _URL_CREDENTIALS.sub("***@", text)
 
 
 class UpstreamConfig(_Strict):
@@ -60,6 +69,11 @@ class UpstreamConfig(_Strict):
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
+    @property
+    def display_url(self) -> str:
+        """`base_url` without credentials, safe to show in errors, the log and the database."""
+        return redact_credentials(self.base_url)
+
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
@@ -71,6 +85,10 @@ class GatewayConfig(_Strict):
     connect_timeout_s: float = Field(10.0, gt=0)
     retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 502-504, with backoff")
     workers: int = Field(1, ge=1)
+    open_mode: bool = Field(False, description="Anyone may call and read the logs, keys or not (`serve --open`); "
+                            "without it the gateway is open only while no key was ever created")
+    allow_open_network: bool = Field(False, description="Allow open mode on a non-loopback host "
+                                     "(`serve --allow-open-network`)")
 
 
 class PriceConfig(_Strict):

@@ -15,6 +15,9 @@ from typing import Any
 import orjson
 
 SOURCES = ("gateway", "client", "import")
+PROTEGE_METADATA_KEYS = frozenset({"route", "upstream_body", "scrubbed", "log_error"})
+"""The keys protege itself writes into `CallRecord.metadata` (routing, upstream error bodies, scrub counts,
+logging failures). They are protege's namespace: a caller's `metadata` can never set them."""
 
 
 def new_call_id() -> str:
@@ -96,8 +99,9 @@ def fill_derived_fields(record: CallRecord) -> CallRecord:
     if record.completion_tokens is None:
         record.completion_tokens = usage.get("completion_tokens")
     meta = req.get("metadata")
-    if isinstance(meta, dict):  # OpenAI's own `metadata` request field: the caller's labels
-        record.metadata = {**meta, **record.metadata}
+    if isinstance(meta, dict):  # OpenAI's own `metadata` request field: the caller's labels, never protege's keys
+        labels = {k: v for k, v in meta.items() if k not in PROTEGE_METADATA_KEYS}
+        record.metadata = {**labels, **record.metadata}
         if record.workload is None and isinstance(meta.get("workload"), str):
             record.workload = meta["workload"]
     return record

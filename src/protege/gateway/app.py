@@ -21,10 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from yarl import URL
 
-from protege.config import Settings, UpstreamConfig
+from protege.config import Settings, UpstreamConfig, redact_credentials
 from protege.curate.scrub import ingest_scrubber
-from protege.gateway.auth import Caller, KeyRing
+from protege.gateway.auth import Caller, KeyRing, is_loopback, open_network_refusal
 from protege.gateway.metrics import GatewayMetrics
 from protege.openai_format import error_body, iter_sse_data, reassemble_chat_stream
 from protege.pricing import local_cost
@@ -61,7 +62,7 @@ class Gateway:
         self.prices = settings.price_table()
         self.store = store or open_store(settings.database)
         self.call_log = CallLog(self.store, settings.resolved_spool_dir())
-        self.keys = KeyRing(self.store)
+        self.keys = KeyRing(self.store, open_mode=settings.gateway.open_mode)
         self.metrics = GatewayMetrics(self.call_log)
         self.local_models = local_models
         self.scrubber = ingest_scrubber(settings.scrub_at_ingest)
@@ -76,9 +77,12 @@ class Gateway:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=True)
         if self.keys.is_open:
+            if not (is_loopback(g.host) or g.allow_open_network):
+                raise RuntimeError(open_network_refusal(g.host))
             log.warning(
-                "protege gateway is in OPEN MODE: no API keys exist, so anyone who can reach it may call "
-                "completions and read the logs. For shared use run `protege keys create --role admin`."
+                "protege gateway is in OPEN MODE (%s): anyone who can reach it may call completions and read "
+                "the logs. For shared use run `protege keys create --name ops --role admin`.",
+                "--open" if g.open_mode else "no API key was ever created",
             )
         if not self.settings.upstreams:
             log.warning("No upstream configured: only local models can answer. Use --upstream URL or protege.toml.")
@@ -130,10 +134,19 @@ class Gateway:
             headers["authorization"] = request.headers["authorization"]  # open mode: pass the caller's key on
         return headers
 
+    @staticmethod
+    def upstream_url(upstream: UpstreamConfig, path: str, headers: dict[str, str]) -> URL:
+        """The upstream's URL for `path`; credentials in its base URL travel as Basic auth (unless a key is set),
+        never in messages."""
+        url = URL(upstream.base_url + path)
+        if url.user is not None and "authorization" not in headers:
+            headers["authorization"] = aiohttp.BasicAuth(url.user, url.password or "").encode()
+        return url.with_user(None)
+
     async def send_upstream(self, upstream: UpstreamConfig, body: bytes, headers: dict) -> aiohttp.ClientResponse:
         """POST to the upstream, retrying connection errors and 429/502/503/504 with backoff."""
         assert self.session is not None
-        url = upstream.base_url + "/chat/completions"
+        url = self.upstream_url(upstream, "/chat/completions", headers)
         retries = self.settings.gateway.retries
         for attempt in range(retries + 1):
             try:
@@ -157,12 +170,13 @@ class Gateway:
     def _unavailable(self, upstream: UpstreamConfig, e: BaseException) -> UpstreamUnavailable:
         if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             return UpstreamUnavailable(
-                504, f"Upstream {upstream.name!r} ({upstream.base_url}) did not answer within "
+                504, f"Upstream {upstream.name!r} ({upstream.display_url}) did not answer within "
                 f"{self.settings.gateway.timeout_s:g} s. Raise [gateway] timeout_s in protege.toml if it is just slow.",
                 "upstream_timeout",
             )
         return UpstreamUnavailable(
-            502, f"Cannot reach upstream {upstream.name!r} at {upstream.base_url}: {e or type(e).__name__}. "
+            502, f"Cannot reach upstream {upstream.name!r} at {upstream.display_url}: "
+            f"{redact_credentials(str(e)) or type(e).__name__}. "
             "Check that it is running and that --upstream / protege.toml point at it.", "upstream_unreachable",
         )
 
@@ -178,6 +192,17 @@ def _upstream_error_message(body: Any, status: int) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message") or body["error"])
     return f"upstream returned HTTP {status}"
+
+
+def _local_model_error(e: Exception, model: str) -> Response:
+    """A local model's error for the caller. Server-side failures (a missing or corrupt file) are logged here
+    and answered without their detail, which names server paths."""
+    status = getattr(e, "status", 500)
+    if status < 500:
+        return _error(status, str(e), "local_model_error", getattr(e, "code", None), "model")
+    log.error("Local model %r failed: %s", model, e)
+    return _error(status, f"The local model {model!r} is unavailable on this server; its operator finds the reason "
+                  "in the gateway's log.", "server_error", getattr(e, "code", None), "model")
 
 
 def _parse_request(raw: bytes) -> dict | Response:
@@ -213,8 +238,8 @@ async def chat_completions(request: Request) -> Response:
     if gw.local_models is not None and gw.local_models.serves(model.partition(":")[0]):
         try:  # may load the model on first use: off the event loop
             runtime = await run_in_threadpool(gw.local_models.resolve, model)
-        except Exception as e:  # a missing adapter or a corrupt model file: the error says which
-            return _error(getattr(e, "status", 500), str(e), "local_model_error", getattr(e, "code", None), "model")
+        except Exception as e:  # a bad or missing adapter (the caller's to fix) or a broken model file (ours)
+            return _local_model_error(e, model)
         if runtime is not None:
             return await _serve_locally(gw, runtime, body, record, t0)
 
@@ -392,7 +417,8 @@ async def list_models(request: Request) -> Response:
     models: dict[str, dict] = {}
     for upstream in gw.settings.upstreams:
         with contextlib.suppress(Exception):
-            async with gw.session.get(upstream.base_url + "/models", headers=gw.upstream_headers(upstream, request, caller),
+            headers = gw.upstream_headers(upstream, request, caller)
+            async with gw.session.get(gw.upstream_url(upstream, "/models", headers), headers=headers,
                                       timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 if resp.status == 200:
                     for m in (await resp.json()).get("data", []):

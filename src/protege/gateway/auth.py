@@ -1,12 +1,15 @@
 """Gateway API keys with roles: `client` may call completions, `admin` may also read logs.
 
 Keys are random 256-bit tokens shown once at creation; the store keeps only their SHA-256.
-With no key in the store the gateway runs in open mode (everyone is admin), meant for local use.
+Open mode (everyone is admin, meant for local use) is decided when the gateway starts: `--open`, or no
+key was ever created. Once a key exists the gateway stays keyed: revoking every key locks everyone out,
+it never opens the gateway.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
@@ -42,24 +45,47 @@ class Caller:
 OPEN_CALLER = Caller(None, "admin")
 
 
-class KeyRing:
-    """The active keys, cached in memory and re-read from the store every few seconds (revocations apply)."""
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, store: Store, refresh_s: float = 2.0):
+
+def open_network_refusal(host: str) -> str:
+    return (f"Refusing to serve in OPEN MODE on {host}: anyone on the network could call completions and read "
+            "every logged call. Create a key (`protege keys create --name ops --role admin`) and serve keyed, listen "
+            "on 127.0.0.1, or pass --allow-open-network if this network is really trusted.")
+
+
+class KeyRing:
+    """The active keys, cached in memory and re-read from the store every few seconds (revocations apply).
+
+    `open_mode=True` (`protege serve --open`) lets everyone in as admin. Without it the gateway is open
+    only while no key was ever created (revoked keys count: they stay in the store)."""
+
+    def __init__(self, store: Store, refresh_s: float = 2.0, *, open_mode: bool = False):
         self.store = store
         self.refresh_s = refresh_s
+        self.open_mode = open_mode
+        self._ever_keyed = False
         self._by_hash: dict[str, Caller] = {}
         self._loaded_at = -1e9
         self.reload()
 
     def reload(self) -> None:
-        self._by_hash = {k.key_hash: Caller(k.name, k.role) for k in self.store.list_keys() if k.is_active}
+        keys = self.store.list_keys()
+        self._ever_keyed = self._ever_keyed or bool(keys)
+        self._by_hash = {k.key_hash: Caller(k.name, k.role) for k in keys if k.is_active}
         self._loaded_at = time.monotonic()
 
     @property
     def is_open(self) -> bool:
         self._maybe_reload()
-        return not self._by_hash
+        return self.open_mode or not self._ever_keyed
 
     def _maybe_reload(self) -> None:
         if time.monotonic() - self._loaded_at > self.refresh_s:
@@ -67,8 +93,7 @@ class KeyRing:
 
     def authenticate(self, authorization: str | None) -> Caller | None:
         """The caller for an `Authorization: Bearer pk-...` header; None if the key is unknown or revoked."""
-        self._maybe_reload()
-        if not self._by_hash:
+        if self.is_open:
             return OPEN_CALLER
         if not authorization or not authorization.lower().startswith("bearer "):
             return None

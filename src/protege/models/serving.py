@@ -6,22 +6,28 @@ resolves to None so the gateway forwards it upstream. Models load lazily on firs
 instance per base model, shared by all its adapters) and loading is thread-safe.
 
 Adapters are registered with `register_adapter(base, name, path)` or found on disk as
-`<adapter_dir>/<base>/<name>.gguf` (a specialist's exported adapter).
+`<adapter_dir>/<base>/<name>.gguf` (a specialist's exported adapter). The adapter part of a requested
+model is a name (`ADAPTER_NAME`), never a path: it is looked up only inside the adapter folder, and
+errors never name a server path.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 from protege.models.catalog import ModelCatalog, default_catalog
-from protege.models.errors import ModelNotFoundError
+from protege.models.errors import InvalidRequestError, ModelNotFoundError
 from protege.models.runtime import LocalRuntime, Runtime, build_runtime
 from protege.store.base import protege_home
 
 log = logging.getLogger(__name__)
+
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""What an adapter name may be: letters, digits, '_', '-' and '.', starting with a letter or digit."""
 
 
 class LocalModelPool:
@@ -105,11 +111,15 @@ class LocalModelPool:
             return runtime
         if not isinstance(runtime, LocalRuntime):
             return None
+        if not ADAPTER_NAME.fullmatch(adapter):
+            raise InvalidRequestError(f"The adapter in model {base}:<adapter> must be a name of letters, digits, '_', "
+                                      "'-' and '.' (at most 128, starting with a letter or digit), not a path. "
+                                      "GET /v1/models lists the served models.", param="model", code="invalid_model")
         if adapter not in runtime.adapter_names():
             path = self._adapter_path(base, adapter)
             if path is None:
-                raise ModelNotFoundError(f"no adapter {adapter!r} for {base}: register it or put it at "
-                                         f"{self.adapter_dir / base / (adapter + '.gguf')}")
+                raise ModelNotFoundError(f"No adapter {adapter!r} is served for {base}. GET /v1/models lists the served "
+                                         "models; an operator puts one at $PROTEGE_HOME/adapters/<base>/<name>.gguf.")
             runtime.load_adapter(adapter, path)  # type: ignore[attr-defined]
         return runtime.with_adapter(adapter)
 
