@@ -130,7 +130,164 @@ def test_build_report_numbers(db):
     # the hold before the window is left out; newest first
     assert [(d["action"], d["mode_to"]) for d in r["decisions"]] == [("promote", "on"), ("set", "shadow")]
     assert r["decisions"][0]["evidence"] == {"agreement": 0.93, "n": 200}
+    # each task's latest decision, whenever it was taken; one recorded before the candidate ladder has none
+    assert tri["gate"] == {"action": "promote", "mode_from": "shadow", "mode_to": "on",
+                           "reason": "shadow agreement 0.93 >= 0.9", "actor": "gate", "ts": T0 + 1500,
+                           "specialist": None, "candidates": [], "candidates_ts": None}
+    assert tri["fallback_reasons"] == {"invalid_output": 1, "low_confidence": 1}
+    assert tri["kind"] is None  # a folder without specialist.json and no promoted candidate built there
+    assert tasks["extract"]["gate"] is None and tasks["fresh"]["gate"] is None
     json.dumps(r)  # plain data
+
+
+HELD, SERVED, PLAIN = "classify-billing-bug-feature", "classify-urgency-low-high", "summarize-support-thread-2"
+HELD_REASON = ("routed accuracy 81.0% of the LLM's, needs 95%; answers 64% of calls at the calibrated threshold, "
+               "needs 70%")
+
+
+def _evaluated(kind: str, folder: Path, verdict: str, reason: str, quality: float, ci: list, coverage: float,
+               threshold: float, saving: float | None) -> dict:
+    """A candidate as the flywheel records it for a kind it built and evaluated."""
+    return {"kind": kind, "folder": str(folder), "verdict": verdict, "reason": reason, "n": 120, "metric": "accuracy",
+            "quality": quality, "quality_ci": ci, "coverage": coverage, "threshold": threshold,
+            "routed_quality": 0.9, "valid_rate": 0.98, "served_valid_rate": 1.0, "latency_p50_ms": 4.0,
+            "saving_usd_per_call": saving, "train_s": 12.5, "eval_s": 3.1}
+
+
+def fill_ladder(path: Path, specialists: Path) -> dict[str, list[dict]]:
+    """Three tasks around a window starting at T0, with long ids, as the flywheel's ladder leaves them.
+
+    HELD: LLM calls and a hold an hour before the window (reuse and classifier held, the LoRA build failed),
+    nothing since. SERVED: a classifier promoted to shadow before the window (answer reuse skipped), then
+    promoted to on by the live review inside it, which records no candidates; 3 specialist calls and a
+    no_match fallback in the window. PLAIN: LLM calls only, never gated."""
+    for name, manifest in ((f"{HELD}-v1-classifier", {"kind": "classifier"}),
+                           (f"{SERVED}-v1-classifier", {"task": SERVED, "kind": "classifier"})):
+        (specialists / name).mkdir(parents=True)
+        (specialists / name / "specialist.json").write_text(json.dumps(manifest))
+    held = [_evaluated("reuse", specialists / f"{HELD}-v1-reuse", "hold",
+                       "answers 12% of calls at the calibrated threshold, needs 70%", 0.99, [0.95, 1.0], 0.12, 1.0,
+                       0.0012),
+            _evaluated("classifier", specialists / f"{HELD}-v1-classifier", "hold", HELD_REASON, 0.81, [0.73, 0.87],
+                       0.64, 0.71, 0.0071),
+            {"kind": "lora", "verdict": "error", "reason": "RuntimeError: out of memory while loading the base model"}]
+    served = [{"kind": "reuse", "verdict": "skip", "reason": "answers rarely repeat: 2% of requests were seen twice"},
+              _evaluated("classifier", specialists / f"{SERVED}-v1-classifier", "promote",
+                         "accuracy 0.970 alone, routed 99.1% of the LLM's", 0.97, [0.93, 0.99], 0.96, 0.71, -0.0004)]
+    up, folder = "upstream:openai", str(specialists / f"{SERVED}-v1-classifier")
+    with open_store(path) as store:
+        store.add_calls([
+            *(_call(i, T0 - 7200 + i, HELD, up, 0.01, 300) for i in range(3)),
+            *(_call(10 + i, T0 + 200 + i, SERVED, f"specialist:{SERVED}", 0.0001, 5, specialist=folder,
+                    kind="classifier") for i in range(3)),
+            _call(13, T0 + 300, SERVED, up, 0.01, 400, fallback=True, fallback_reason="no_match"),
+            *(_call(20 + i, T0 + 400 + i, PLAIN, up, 0.02, 900) for i in range(2)),
+        ])
+        store.add_decision(Decision(HELD, "hold", "off", "off", f"reuse: ...; classifier: {HELD_REASON}",
+                                    evidence={"candidates": held, "trained_calls": 400}, ts=T0 - 3600))
+        store.set_route(Route(SERVED, "shadow", folder),
+                        Decision(SERVED, "promote", "off", "shadow", "classifier: accuracy 0.970 alone",
+                                 evidence={"candidates": served}, specialist=folder, ts=T0 - 3000))
+        store.set_route(Route(SERVED, "on", folder),
+                        Decision(SERVED, "promote", "shadow", "on", "shadow agreement 0.97 >= 0.9 over 200 calls",
+                                 evidence={"agreement": 0.97, "n": 200}, specialist=folder, ts=T0 + 100))
+    return {HELD: held, SERVED: served}
+
+
+@pytest.fixture
+def ladder(tmp_path) -> tuple[Path, dict[str, list[dict]]]:
+    path = tmp_path / "ladder.db"
+    return path, fill_ladder(path, tmp_path / "specialists")
+
+
+def test_report_says_why_a_task_is_not_served(ladder):
+    path, candidates = ladder
+    with open_store(path) as store:
+        r = build_report(store, since=T0)
+    tasks = {t["task_id"]: t for t in r["tasks"]}
+    assert set(tasks) == {HELD, SERVED, PLAIN}
+    held = tasks[HELD]  # no call in the window, decided before it: still there, with why
+    assert (held["calls"], held["mode"], held["kind"]) == (0, "off", None)
+    assert held["gate"]["action"] == "hold" and held["gate"]["ts"] == T0 - 3600
+    assert held["gate"]["candidates"] == candidates[HELD] and held["gate"]["candidates_ts"] == T0 - 3600
+    assert [d["task_id"] for d in r["decisions"]] == [SERVED]  # the window's decisions only, as before
+
+    served = tasks[SERVED]
+    assert (served["mode"], served["kind"]) == ("on", "classifier")
+    assert (served["specialist_calls"], served["fallbacks"]) == (3, 1)
+    assert served["fallback_reasons"] == {"no_match": 1}
+    # the latest decision is the live promotion; the ladder is that of the flywheel pass before it
+    assert (served["gate"]["action"], served["gate"]["mode_to"], served["gate"]["actor"]) == ("promote", "on", "gate")
+    assert served["gate"]["candidates"] == candidates[SERVED] and served["gate"]["candidates_ts"] == T0 - 3000
+    assert tasks[PLAIN]["gate"] is None and tasks[PLAIN]["kind"] is None
+    json.dumps(r)
+
+
+def test_specialist_kind_from_manifest_or_promoted_candidate(ladder, tmp_path):
+    path, _ = ladder
+    specialists = tmp_path / "specialists"
+    (specialists / "old-lora").mkdir()
+    (specialists / "old-lora" / "specialist.json").write_text(json.dumps({"task": PLAIN}))  # written before kinds
+    with open_store(path) as store:
+        store.set_route(Route(PLAIN, "on", str(specialists / "old-lora")))
+        (specialists / f"{SERVED}-v1-classifier" / "specialist.json").unlink()  # the promoted candidate still says
+        tasks = {t["task_id"]: t for t in build_report(store, since=T0)["tasks"]}
+    assert tasks[PLAIN]["kind"] == "lora"
+    assert tasks[SERVED]["kind"] == "classifier"
+
+
+def _unwrapped(text: str) -> str:
+    """The text with every run of whitespace as one space: a wrapped sentence reads whole again."""
+    return " ".join(text.split())
+
+
+def test_terminal_fits_80_columns_and_says_why(ladder):
+    from rich.console import Console
+
+    path, _ = ladder
+    console = Console(width=80, record=True)
+    with open_store(path) as store:
+        render_terminal(build_report(store, since=T0), console)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+    assert "…" not in text
+    for task in (HELD, SERVED, PLAIN):  # whole, on one line, in the tasks table and as a heading of its own
+        assert sum(task in line for line in lines) >= 2, task
+    flat = _unwrapped(text)
+    assert f"{SERVED} on · classifier" in flat
+    assert "accuracy 0.810 [0.730, 0.870], answers 64% at p>=0.71, 100% valid → hold: " + HELD_REASON in flat
+    assert "accuracy 0.970 [0.930, 0.990], answers 96% at p>=0.71, 100% valid → promote" in flat
+    assert "lora error: RuntimeError: out of memory while loading the base model" in flat
+    assert "reuse skip: answers rarely repeat: 2% of requests were seen twice" in flat
+    assert "fallbacks no_match 1" in flat
+    assert "no gate decision yet: `protege flywheel run`" in flat
+
+
+def test_terminal_escapes_markup_in_task_ids_and_reasons(tmp_path):
+    from rich.console import Console
+
+    with open_store(tmp_path / "p.db") as store:
+        store.add_decision(Decision("[bold]t", "hold", "off", "off", "x", ts=T0, evidence={"candidates": [
+            {"kind": "classifier", "verdict": "skip", "reason": "labels like [red] are not a closed set"}]}))
+        console = Console(width=80, record=True)
+        render_terminal(build_report(store), console)
+    flat = _unwrapped(console.export_text())
+    assert "[bold]t" in flat and "labels like [red] are not a closed set" in flat
+
+
+def test_html_lists_candidates_and_gate_verdicts(ladder):
+    path, _ = ladder
+    with open_store(path) as store:
+        page = render_html(build_report(store, since=T0))
+    assert "<h2>Candidates and gate verdicts</h2>" in page
+    assert page.count("<tr class=gate>") == 3 and page.count("<tr class=candidate>") == 3 + 2
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    for text in (HELD, "hold, stays off, by gate", "RuntimeError: out of memory", "answers rarely repeat",
+                 HELD_REASON.replace("'", "&#x27;"), "0.810", "[0.730, 0.870] on 120 calls", "64% at p&gt;=0.71",
+                 "$7.1000", "-$0.4000", "on <span class=sub>classifier</span>", "no gate decision yet"):
+        assert text in page, text
+    assert page.count('class="ci"') == 3  # a CI strip per evaluated candidate
 
 
 def test_counterfactual_unknown_without_priced_llm_calls(tmp_path):

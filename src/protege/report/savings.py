@@ -14,11 +14,12 @@ import math
 import time
 from collections import Counter
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 
 from protege.evaluate.metrics import percentile
+from protege.report.candidates import candidates_html, change_text, latest_gates, render_why, specialist_kind
 from protege.report.charts import columns, interval, lines, page
+from protege.report.formats import counts, ms, pct, usd, when
 from protege.store import CallFilter, Store
 from protege.train.artifact import EVAL_REPORT
 
@@ -80,8 +81,11 @@ def build_report(store: Store, since: float | None = None, until: float | None =
         if until is None or sr.ts < until:
             shadows[sr.call_id] = (sr.task_id, {"agree": sr.agree, "score": sr.score, "latency_ms": sr.latency_ms})
     routes = store.routes()
+    decisions = store.decisions()  # newest first, all time: a task's latest decision may predate the window
+    gates = latest_gates(decisions)
     overall_basis = _llm_cost_per_call(store.stats())
-    task_ids = sorted({c[1] for c in calls if c[1] is not None} | {t for t, _ in shadows.values()} | set(routes))
+    task_ids = sorted({c[1] for c in calls if c[1] is not None} | {t for t, _ in shadows.values()} | set(routes)
+                      | set(gates))
     basis = {t: _llm_cost_per_call(store.stats(CallFilter(task_id=t))) or overall_basis for t in task_ids}
 
     def counterfactual(task, kind, cost):
@@ -95,7 +99,7 @@ def build_report(store: Store, since: float | None = None, until: float | None =
     series = [{"start": t0 + i * width, "end": t0 + (i + 1) * width, "calls": 0, "specialist_calls": 0,
                "spend_usd": 0.0, "counterfactual_usd": 0.0} for i in range(buckets)]
     tasks = {t: {"task_id": t, "calls": 0, "specialist_calls": 0, "fallbacks": 0, "attempts": 0, "spend_usd": 0.0,
-                 "counterfactual_usd": 0.0, "shadow": []} for t in task_ids}
+                 "counterfactual_usd": 0.0, "shadow": [], "fallback_reasons": Counter()} for t in task_ids}
     by_route: dict[tuple[str, str], dict] = {}
     fallback_reasons: Counter = Counter()
     spend = cf_spend = 0.0
@@ -116,6 +120,8 @@ def build_report(store: Store, since: float | None = None, until: float | None =
             t["fallbacks"] += kind == "fallback"
         if kind == "fallback":
             fallback_reasons[route.get("fallback_reason") or "unknown"] += 1
+            if t:
+                t["fallback_reasons"][route.get("fallback_reason") or "unknown"] += 1
         cf = counterfactual(task, kind, cost)
         if cost is None:
             unknown_cost += 1
@@ -177,105 +183,102 @@ def build_report(store: Store, since: float | None = None, until: float | None =
         scores = [s["score"] for s in shadow if isinstance(s.get("score"), (int, float))]
         shadow_ms = [s["latency_ms"] for s in shadow if s.get("latency_ms") is not None]
         attempts_t = t.pop("attempts")
+        is_routed = route is not None and route.mode != "off"
         task_rows.append({
-            **t, "spend_usd": round(t["spend_usd"], 6),
+            **t, "fallback_reasons": dict(t["fallback_reasons"]), "spend_usd": round(t["spend_usd"], 6),
             "counterfactual_usd": round(t["counterfactual_usd"], 6) if cf_known else None,
             "specialist_share": round(t["specialist_calls"] / t["calls"], 4) if t["calls"] else None,
             "fallback_rate": round(t["fallbacks"] / attempts_t, 4) if attempts_t else None,
             "mode": route.mode if route else "off", "specialist": folder,
+            "kind": specialist_kind(folder, [d for d in decisions if d.task_id == t["task_id"]]) if is_routed else None,
+            "gate": gates.get(t["task_id"]),
             "quality": quality, "quality_note": quality_note,
             "shadow": {"n": len(shadow), "agree": agree, "agreement": round(agree / len(shadow), 4),
                        "ci_low": round(lo, 4), "ci_high": round(hi, 4),
                        "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
                        "latency_p50_ms": percentile(shadow_ms, 0.5)} if shadow else None,
         })
-    decisions = [asdict(d) for d in store.decisions()
-                 if (since is None or d.ts >= since) and (until is None or d.ts < until)]
+    in_window = [asdict(d) for d in decisions if (since is None or d.ts >= since) and (until is None or d.ts < until)]
     return {"generated_ts": time.time(), "since": since, "until": until, "first_ts": t0, "last_ts": t1,
             "totals": totals, "notes": notes, "series": series, "routes": route_rows, "tasks": task_rows,
-            "decisions": decisions}
+            "decisions": in_window}
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
-def _usd(v: float | None) -> str:
-    if v is None:
-        return "unknown"
-    return f"${v:,.2f}" if abs(v) >= 10 else f"${v:,.4f}"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1%}"
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f} ms"
-
-
-def _when(ts: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return datetime.fromtimestamp(ts).strftime(fmt)
-
-
 def _headline(report: dict) -> str:
     t = report["totals"]
-    saved = "unknown" if t["saved_usd"] is None else _usd(t["saved_usd"])
+    saved = "unknown" if t["saved_usd"] is None else usd(t["saved_usd"])
     cheaper = f" ({t['times_cheaper']:.1f}x cheaper)" if t["times_cheaper"] else ""
-    return (f"{t['calls']} calls: spent {_usd(t['spend_usd'])} against {_usd(t['counterfactual_usd'])} all-LLM, "
-            f"saved {saved}{cheaper}; specialists served {_pct(t['specialist_share'])}, "
-            f"fallback rate {_pct(t['fallback_rate'])}")
+    return (f"{t['calls']} calls: spent {usd(t['spend_usd'])} against {usd(t['counterfactual_usd'])} all-LLM, "
+            f"saved {saved}{cheaper}; specialists served {pct(t['specialist_share'])}, "
+            f"fallback rate {pct(t['fallback_rate'])}")
 
 
-def _quality_text(task: dict) -> list[str]:
+def _mode_markup(task: dict) -> str:
     from rich.markup import escape
 
-    q = task["quality"]
-    if not q:
-        return [escape(task["quality_note"] or "-")]
-    return [f"[dim]{q['metric']} on {q['n_examples']} held-out calls[/]"] + [
-        f"{escape(r['name'])} {r['value']:.3f} [dim]\\[{r['ci_low']:.3f}, {r['ci_high']:.3f}][/]" for r in q["rows"]]
-
-
-def _shadow_text(task: dict) -> str:
-    s = task["shadow"]
-    return "-" if not s else f"{s['agreement']:.1%} [dim]\\[{s['ci_low']:.1%}, {s['ci_high']:.1%}] of {s['n']}[/]"
+    return task["mode"] + (f"\n[dim]{escape(task['kind'])}[/]" if task.get("kind") else "")
 
 
 def render_terminal(report: dict, console=None) -> None:
-    """Print the report with rich: the headline, a share sparkline, then tasks, routes and decisions."""
+    """Print the report with rich, readable in 80 columns: the headline, a share sparkline, a compact table of
+    tasks and one of routes, why each task is (not) served, and the gate decisions of the window.
+
+    Only the first column of a table (task or route) may wrap, and it folds rather than cuts; the other
+    columns keep their width."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    def compact(title: str) -> Table:
+        return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
+
     console = console or Console()
-    console.print(f"[bold]{_headline(report)}[/]")
+    console.print(f"[bold]{escape(_headline(report))}[/]")
+    reasons = report["totals"]["fallback_reasons"]
+    if reasons:
+        console.print(f"fallback reasons: {escape(counts(reasons))}")
     for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     shares = [b["specialist_share"] for b in report["series"]]
     if report["totals"]["calls"]:
         spark = "".join(" " if s is None else "▁▂▃▄▅▆▇█"[min(7, int(s * 8))] for s in shares)
-        console.print(f"share served by specialists, {_when(report['first_ts'])} → {_when(report['last_ts'])}: [green]{spark}[/]")
-    right = {"justify": "right"}
-    table = Table(title="tasks")
-    for col, kw in [("task", {}), ("mode", {}), ("calls", right), ("by specialist", right), ("fallback", right),
-                    ("spend / all-LLM", right), ("quality at evaluation (95% CI)", {}), ("shadow agreement", {})]:
-        table.add_column(col, **kw)
+        console.print(f"share served by specialists, {when(report['first_ts'])} → {when(report['last_ts'])}:")
+        step = max(1, console.width - 2)  # many buckets: the sparkline continues on the next line, whole
+        for i in range(0, len(spark), step):
+            console.print(f"  [green]{spark[i:i + step]}[/]", no_wrap=True)
+    right = {"justify": "right", "no_wrap": True}
+    table = compact("tasks")
+    table.add_column("task", overflow="fold")
+    table.add_column("mode", no_wrap=True)
+    for col in ("calls", "served", "fallback", "spend\n[dim]of all-LLM[/]"):
+        table.add_column(col, **right)
     for t in report["tasks"]:
-        table.add_row(escape(t["task_id"]), t["mode"], str(t["calls"]), _pct(t["specialist_share"]), _pct(t["fallback_rate"]),
-                      f"{_usd(t['spend_usd'])} / {_usd(t['counterfactual_usd'])}", "\n".join(_quality_text(t)),
-                      _shadow_text(t))
+        table.add_row(escape(t["task_id"]), _mode_markup(t), str(t["calls"]), pct(t["specialist_share"]),
+                      pct(t["fallback_rate"]), f"{usd(t['spend_usd'])}\n[dim]of {usd(t['counterfactual_usd'])}[/]")
     console.print(table)
-    table = Table(title="latency per route")
-    for col, kw in [("route", {}), ("calls", right), ("errors", right), ("p50", right), ("p95", right)]:
-        table.add_column(col, **kw)
+    console.print("[dim]served: share of calls a specialist answered; fallback: share of a specialist's tries "
+                  "the LLM took over[/]")
+    table = compact("latency per route")
+    table.add_column("route", overflow="fold")
+    for col in ("calls", "errors", "p50", "p95"):
+        table.add_column(col, **right)
     for r in report["routes"]:
-        table.add_row(escape(r["route"]), str(r["calls"]), str(r["errors"]), _ms(r["latency_p50_ms"]), _ms(r["latency_p95_ms"]))
+        table.add_row(escape(r["route"]), str(r["calls"]), str(r["errors"]), ms(r["latency_p50_ms"]), ms(r["latency_p95_ms"]))
     console.print(table)
+    render_why(report["tasks"], console)
     if report["decisions"]:
-        table = Table("when", "task", "action", "mode", "by", "reason", title="gate decisions (newest first)")
+        console.print("\n[bold]gate decisions in this window[/] (newest first)")
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
         for d in report["decisions"][:20]:
-            table.add_row(_when(d["ts"]), escape(d["task_id"]), d["action"], f"{d['mode_from'] or '-'} → {d['mode_to']}",
-                          d["actor"], escape(d["reason"]))
-        console.print(table)
+            change = change_text(d["action"], d["mode_from"], d["mode_to"], d["actor"])
+            grid.add_row(when(d["ts"], "%m-%d %H:%M"),
+                         f"{escape(d['task_id'])}: {escape(change)}\n[dim]{escape(d['reason'])}[/]")
+        console.print(grid)
 
 
 def render_html(report: dict, title: str = "protege: savings and quality") -> str:
@@ -284,19 +287,19 @@ def render_html(report: dict, title: str = "protege: savings and quality") -> st
     t, series = report["totals"], report["series"]
     span = report["last_ts"] - report["first_ts"]
     fmt = "%b %d" if span > 3 * 86400 else "%b %d %H:%M" if span > 86400 else "%H:%M"
-    x_labels = [_when(b["start"], fmt) for b in series]
-    saved = "unknown" if t["saved_usd"] is None else _usd(t["saved_usd"])
+    x_labels = [when(b["start"], fmt) for b in series]
+    saved = "unknown" if t["saved_usd"] is None else usd(t["saved_usd"])
     cheaper = f"{t['times_cheaper']:.1f}x cheaper" if t["times_cheaper"] else ""
     body = [
-        (f"<h1>{esc(title)}</h1><p class=sub>{t['calls']} calls from {esc(_when(report['first_ts']))} to "
-         f"{esc(_when(report['last_ts']))}; generated {esc(_when(report['generated_ts']))}.</p>"),
+        (f"<h1>{esc(title)}</h1><p class=sub>{t['calls']} calls from {esc(when(report['first_ts']))} to "
+         f"{esc(when(report['last_ts']))}; generated {esc(when(report['generated_ts']))}.</p>"),
         "<div class=cards>",
-        f"<div class=card>spent<b>{_usd(t['spend_usd'])}</b></div>",
-        f"<div class=card>all-LLM counterfactual<b>{_usd(t['counterfactual_usd'])}</b></div>",
+        f"<div class=card>spent<b>{usd(t['spend_usd'])}</b></div>",
+        f"<div class=card>all-LLM counterfactual<b>{usd(t['counterfactual_usd'])}</b></div>",
         f"<div class=card>saved<b>{saved}</b><span class=sub>{cheaper}</span></div>",
-        (f"<div class=card>served by specialists<b>{_pct(t['specialist_share'])}</b>"
+        (f"<div class=card>served by specialists<b>{pct(t['specialist_share'])}</b>"
          f"<span class=sub>{t['specialist_calls']} of {t['calls']} calls</span></div>"),
-        f"<div class=card>fallback rate<b>{_pct(t['fallback_rate'])}</b><span class=sub>{t['fallbacks']} fallbacks</span></div>",
+        f"<div class=card>fallback rate<b>{pct(t['fallback_rate'])}</b><span class=sub>{t['fallbacks']} fallbacks</span></div>",
         "</div>",
         *(f"<p class=mid>{esc(n)}</p>" for n in report["notes"]),
         "<h2>Spend over time (cumulative)</h2>",
@@ -304,7 +307,7 @@ def render_html(report: dict, title: str = "protege: savings and quality") -> st
     spend_series = [("actual spend", "#4f7cac", [b["cumulative_spend_usd"] for b in series])]
     if t["counterfactual_usd"] is not None:
         spend_series.append(("all-LLM counterfactual", "#c2703d", [b["cumulative_counterfactual_usd"] for b in series]))
-    body.append(lines(spend_series, x_labels, _usd) or "<p class=sub>No calls in this window.</p>")
+    body.append(lines(spend_series, x_labels, usd) or "<p class=sub>No calls in this window.</p>")
     body.append("<h2>Share of calls served by specialists</h2>")
     body.append(columns([b["specialist_share"] for b in series], x_labels, lambda v: f"{v:.0%}")
                 if t["calls"] else "<p class=sub>No calls in this window.</p>")
@@ -316,12 +319,18 @@ def render_html(report: dict, title: str = "protege: savings and quality") -> st
         shadow = (f"<div class=q>{interval(sh['agreement'], sh['ci_low'], sh['ci_high'], width=160)}<span>"
                   f"<b>{sh['agreement']:.1%}</b> <span class=sub>[{sh['ci_low']:.1%}, {sh['ci_high']:.1%}] "
                   f"of {sh['n']}</span></span></div>") if sh else "-"
+        kind = f" <span class=sub>{esc(task['kind'])}</span>" if task.get("kind") else ""
         body.append(
-            f"<tr class=task><td><b>{esc(task['task_id'])}</b></td><td>{esc(task['mode'])}</td>"
-            f"<td class=num>{task['calls']}</td><td class=num>{_pct(task['specialist_share'])}</td>"
-            f"<td class=num>{_pct(task['fallback_rate'])}</td><td class=num>{_usd(task['spend_usd'])}</td>"
-            f"<td class=num>{_usd(task['counterfactual_usd'])}</td><td>{shadow}</td></tr>")
-    body.append("</table><h2>Quality per task at evaluation (held-out calls, 95% CI)</h2><table><tr><th>task</th>"
+            f"<tr class=task><td><b>{esc(task['task_id'])}</b></td><td>{esc(task['mode'])}{kind}</td>"
+            f"<td class=num>{task['calls']}</td><td class=num>{pct(task['specialist_share'])}</td>"
+            f"<td class=num>{pct(task['fallback_rate'])}</td><td class=num>{usd(task['spend_usd'])}</td>"
+            f"<td class=num>{usd(task['counterfactual_usd'])}</td><td>{shadow}</td></tr>")
+    body.append("</table><h2>Candidates and gate verdicts</h2><p class=sub>Each task's latest gate decision, "
+                "whenever it was taken, and the specialist kinds the flywheel tried for it, cheapest first: "
+                "quality alone on held-out calls, the share it answers itself at its calibrated confidence "
+                "threshold, and the expected saving.</p>")
+    body.append(candidates_html(report["tasks"]))
+    body.append("<h2>Quality per task at evaluation (held-out calls, 95% CI)</h2><table><tr><th>task</th>"
                 "<th>candidate</th><th>metric</th><th></th><th class=num>value</th><th>95% CI</th>"
                 "<th class=num>valid</th><th class=num>n</th></tr>")
     for task in report["tasks"]:
@@ -339,17 +348,18 @@ def render_html(report: dict, title: str = "protege: savings and quality") -> st
     body.append("</table><h2>Latency per route</h2><table><tr><th>route</th><th class=num>calls</th>"
                 "<th class=num>errors</th><th class=num>p50</th><th class=num>p95</th></tr>")
     body.extend(f"<tr><td>{esc(r['route'])}</td><td class=num>{r['calls']}</td><td class=num>{r['errors']}</td>"
-                f"<td class=num>{_ms(r['latency_p50_ms'])}</td><td class=num>{_ms(r['latency_p95_ms'])}</td></tr>"
+                f"<td class=num>{ms(r['latency_p50_ms'])}</td><td class=num>{ms(r['latency_p95_ms'])}</td></tr>"
                 for r in report["routes"])
-    body.append("</table><h2>Gate decisions</h2>")
+    body.append("</table><h2>Gate decisions in this window</h2>")
     if report["decisions"]:
         body.append("<table><tr><th>when</th><th>task</th><th>action</th><th>mode</th><th>by</th><th>reason</th></tr>")
-        body.extend(f"<tr class=decision><td>{esc(_when(d['ts']))}</td><td>{esc(d['task_id'])}</td>"
+        body.extend(f"<tr class=decision><td>{esc(when(d['ts']))}</td><td>{esc(d['task_id'])}</td>"
                     f"<td><b>{esc(d['action'])}</b></td><td>{esc(d['mode_from'] or '-')} → {esc(d['mode_to'])}</td>"
                     f"<td>{esc(d['actor'])}</td><td>{esc(d['reason'])}</td></tr>" for d in report["decisions"])
         body.append("</table>")
     else:
-        body.append("<p class=sub>No promotion, demotion or manual mode change yet.</p>")
+        body.append("<p class=sub>No promotion, hold, demotion or manual mode change in this window; each task's "
+                    "latest decision is under Candidates and gate verdicts.</p>")
     body.append("<p class=sub>The counterfactual prices each call not served by the LLM at the mean LLM price of a "
                 "call of the same task (docs/report.md). Fallback rate: fallbacks over calls a specialist tried.</p>")
     return page(title, "".join(body))
