@@ -3,23 +3,27 @@ SQLite file, and an upstream stand-in that is a real HTTP server on 127.0.0.1 (t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 
 import httpx2
+import openai
+import orjson
 import pytest
 from typer.testing import CliRunner
 
 from protege.cli import app as cli_app
 from protege.config import Settings
-from protege.demo import free_port
+from protege.demo import free_port, start_process, stop_process
 from protege.gateway.app import create_app
 from protege.gateway.auth import create_key
 from protege.models.runtime import LocalRuntime
 from protege.models.serving import LocalModelPool
 from protege.store import open_store
-from tests.hostile_support import HostileUpstream, Reply, ServedApp
+from tests.conftest import RunningGateway
+from tests.hostile_support import HostileUpstream, Reply, ServedApp, completion, delta, sse
 from tests.test_gateway import stored_calls
 
 PROTEGE_KEYS = {"route", "upstream_body", "scrubbed", "log_error"}
@@ -33,6 +37,26 @@ def upstream():
     up.close()
 
 
+@pytest.fixture(scope="module")
+def module_upstream():
+    up = HostileUpstream()
+    yield up
+    up.close()
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory, module_upstream) -> RunningGateway:
+    """One open-mode gateway process for the tests that need no special settings."""
+    home = tmp_path_factory.mktemp("shared") / "home"
+    port = free_port()
+    env = os.environ | {"PROTEGE_HOME": str(home)}
+    env.pop("OPENAI_API_KEY", None)
+    args = ["serve", "--upstream", module_upstream.url, "--port", str(port)]
+    proc = start_process(args, f"http://127.0.0.1:{port}/health", env, home / "gateway.log")
+    yield RunningGateway(f"http://127.0.0.1:{port}/v1", proc, home, args, port)
+    stop_process(proc)
+
+
 def assert_openai_error(r: httpx2.Response, status: int, *fragments: str) -> dict:
     """`r` is an OpenAI-shaped JSON error with this status whose message names every fragment."""
     assert r.status_code == status, r.text
@@ -42,6 +66,17 @@ def assert_openai_error(r: httpx2.Response, status: int, *fragments: str) -> dic
     for fragment in fragments:
         assert fragment in err["message"], err["message"]
     return err
+
+
+def stored_call(gw: RunningGateway, call_id: str, timeout: float = 10.0):
+    """The stored call with this id, waiting for the spool to drain."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open_store(gw.home / "protege.db") as store:
+            call = store.get_call(call_id)
+        if call is not None or time.monotonic() > deadline:
+            return call
+        time.sleep(0.05)
 
 
 def cli(*args: str):
@@ -192,3 +227,122 @@ def test_upstream_credentials_in_the_url_never_reach_a_caller_the_log_or_the_db(
     for c in calls:
         assert secret not in repr(c.to_dict())
     assert secret not in (home / "gateway.log").read_text()
+
+
+# -- 12. every route answers in OpenAI's error shape, with validated parameters -------------------
+
+@pytest.mark.parametrize("method, path, status, fragment", [
+    ("GET", "/v1/chat/completions", 405, "POST"),
+    ("PUT", "/v1/protege/calls", 405, "GET"),
+    ("GET", "/v1/nowhere", 404, "/v1/chat/completions"),
+])
+def test_unknown_routes_and_methods_answer_in_openai_shape(shared_gateway, method, path, status, fragment):
+    assert_openai_error(httpx2.request(method, shared_gateway.base + path), status, fragment)
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/protege/calls?limit=99999999999999999999999", "/v1/protege/calls?limit=-1", "/v1/protege/calls?limit=0",
+    "/v1/protege/calls?since=nan", "/v1/protege/stats?until=inf", "/v1/protege/report?hours=1e308",
+    "/v1/protege/report?hours=-5", "/v1/protege/report?buckets=x", "/dashboard?since=1e400",
+])
+def test_bad_query_parameters_get_a_400_naming_them(shared_gateway, path):
+    name = path.split("?")[1].split("=")[0]
+    assert_openai_error(httpx2.get(shared_gateway.base + path), 400, f"{name!r}")
+
+
+# -- 11. request size, n and local max_tokens are bounded ------------------------------------------
+
+def test_oversized_requests_get_413_and_are_neither_forwarded_nor_stored(start_gateway, home, upstream):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "protege.toml").write_text("[gateway]\nmax_request_bytes = 100000\n")
+    gw = start_gateway(upstream=upstream.url)
+    big = HI | {"messages": [{"role": "user", "content": "x" * 200_000}]}
+    assert_openai_error(httpx2.post(gw.url + "/chat/completions", json=big), 413, "max_request_bytes")
+
+    def chunked():  # no Content-Length: the limit holds on the bytes actually read
+        yield orjson.dumps(big)
+
+    assert_openai_error(httpx2.post(gw.url + "/chat/completions", content=chunked()), 413, "max_request_bytes")
+    for n in (0, 129, 10**9, "2", 1.5, True):
+        assert_openai_error(httpx2.post(gw.url + "/chat/completions", json=HI | {"n": n}), 400, "'n'")
+    assert httpx2.post(gw.url + "/chat/completions", json=HI | {"n": 2}).status_code == 200
+    assert len(upstream.completions()) == 1
+    assert len(stored_calls(home, 1)) == 1
+
+
+def test_local_models_bound_max_tokens_by_their_context(tmp_path):
+    pool = EchoPool(tmp_path / "adapters")
+    served = ServedApp(create_app(Settings(database=str(tmp_path / "p.db"), spool_dir=str(tmp_path / "s")), local_models=pool))
+    try:
+        for key, value in (("max_tokens", 10**9), ("max_completion_tokens", 0), ("max_tokens", "many")):
+            r = httpx2.post(served.url + "/chat/completions", json=HI | {"model": "smollm2-135m", key: value})
+            assert_openai_error(r, 400, f"'{key}'", "context length")
+        assert httpx2.post(served.url + "/chat/completions", json=HI | {"model": "smollm2-135m", "max_tokens": 5}).status_code == 200
+    finally:
+        served.close()
+
+
+# -- 9. JSON nested deeper than the log can hold ----------------------------------------------------
+
+def test_deeply_nested_json_is_refused_before_it_is_sent_upstream(shared_gateway, module_upstream):
+    before = len(module_upstream.completions())
+    for depth in (100, 300, 1000, 5000):
+        body = orjson.dumps(HI)[:-1] + b',"tools":' + b"[" * depth + b"]" * depth + b"}"
+        r = httpx2.post(shared_gateway.url + "/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert_openai_error(r, 400, *(["levels deep"] if depth <= 1000 else []))
+    assert len(module_upstream.completions()) == before
+
+
+def test_an_answer_too_deep_to_log_still_reaches_the_caller_and_leaves_a_placeholder(start_gateway, upstream):
+    gw = start_gateway(upstream=upstream.url)
+    deep = orjson.dumps(completion("ok"))[:-1] + b',"extra":' + b"[" * 300 + b"]" * 300 + b"}"
+    upstream.queue(Reply(body=deep))
+    r = httpx2.post(gw.url + "/chat/completions", json=HI)
+    assert r.status_code == 200 and r.content == deep
+    [call] = stored_calls(gw.home, 1)
+    assert call.id == r.headers["x-protege-call-id"] and call.status == 200
+    assert call.metadata["log_error"] and "could not log" in call.error and call.response is None
+
+
+# -- 7, 8. streams are parsed as SSE events, and one that ends early is an error --------------------
+
+def test_a_streamed_answer_containing_the_done_marker_is_stored_whole(shared_gateway, module_upstream):
+    module_upstream.queue(Reply(chunks=sse(delta("say data: [DONE] "), delta("and go on"), delta("", "stop"), "[DONE]")))
+    with httpx2.stream("POST", shared_gateway.url + "/chat/completions", json=HI | {"stream": True}) as r:
+        raw = b"".join(r.iter_bytes())
+    assert r.status_code == 200 and raw.endswith(b"data: [DONE]\n\n")
+    call = stored_call(shared_gateway, r.headers["x-protege-call-id"])
+    assert call.is_success and call.response["choices"][0]["message"]["content"] == "say data: [DONE] and go on"
+
+
+def test_a_stream_ended_before_done_is_an_error_for_the_caller_and_in_the_log(shared_gateway, module_upstream):
+    module_upstream.queue(Reply(chunks=sse(delta("half an "), delta("answer"))))  # then a clean EOF
+    client = openai.OpenAI(base_url=shared_gateway.url, api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError, match=r"\[DONE\]"):
+        for _ in client.chat.completions.create(**HI, stream=True):
+            pass
+    [call] = [c for c in stored_calls(shared_gateway.home) if c.request.get("stream") and c.status != 200]
+    assert call.status == 502 and "before `data: [DONE]`" in call.error and not call.is_success
+    assert call.response["choices"][0]["message"]["content"] == "half an answer"  # what the caller saw, kept
+
+
+# -- 4. with scrub_at_ingest, no raw PII reaches the disk through any field ------------------------
+
+def test_scrub_at_ingest_covers_error_bodies_metadata_and_the_workload_header(start_gateway, home, upstream):
+    email, phone = "dana.w@example.org", "+1 415 555 0199"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "protege.toml").write_text("scrub_at_ingest = true\n[gateway]\nretries = 0\n")
+    gw = start_gateway(upstream=upstream.url)
+    leak = f"account {email} (phone {phone}) is suspended"
+    upstream.queue(Reply(status=400, body={"error": {"message": leak, "type": "invalid_request_error"}}),
+                   Reply(status=502, body=f"<html>{leak}</html>".encode()))
+    for _ in range(2):
+        r = httpx2.post(gw.url + "/chat/completions", json=HI | {"metadata": {"customer": email, "note": phone}},
+                        headers={"x-protege-workload": f"agent-for-{email}"})
+        assert email in r.text  # the caller still gets the upstream's own words
+    calls = stored_calls(home, 2)
+    assert sorted(c.status for c in calls) == [400, 502]
+    assert all("<EMAIL_1>" in repr(c.to_dict()) for c in calls)
+    written = b"".join(p.read_bytes() for p in [*home.glob("protege.db*"), *(home / "spool").glob("*")])
+    for secret in (email, phone, "555 0199"):
+        assert secret.encode() not in written

@@ -92,6 +92,6 @@ def test_pool_resolves_lazily_once_and_lists_adapters(home, tmp_path):
     specialist = pool.resolve("smollm2-135m:invoices")
     response = specialist.complete({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
     assert response["model"] == "smollm2-135m:invoices"
-    with pytest.raises(ModelNotFoundError, match="no adapter 'nope'"):
+    with pytest.raises(ModelNotFoundError, match="No adapter 'nope'"):
         pool.resolve("smollm2-135m:nope")
     pool.close()

@@ -85,6 +85,8 @@ class GatewayConfig(_Strict):
     connect_timeout_s: float = Field(10.0, gt=0)
     retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 502-504, with backoff")
     workers: int = Field(1, ge=1)
+    max_request_bytes: int = Field(32 * 2**20, ge=1024, description="Largest request body accepted (larger: 413); "
+                                   "32 MiB leaves room for a few base64 images")
     open_mode: bool = Field(False, description="Anyone may call and read the logs, keys or not (`serve --open`); "
                             "without it the gateway is open only while no key was ever created")
     allow_open_network: bool = Field(False, description="Allow open mode on a non-loopback host "

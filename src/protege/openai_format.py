@@ -12,11 +12,28 @@ def error_body(message: str, type_: str = "invalid_request_error", code: str | N
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+def _event_data(block: bytes) -> bytes:
+    """The data of one server-sent event (its `data:` lines joined)."""
+    return b"\n".join(line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:"))
+
+
+class SSEEvents:
+    """Cuts a byte stream into server-sent events as they complete, wherever the chunks happen to split:
+    `feed(chunk)` returns the data of every event the chunk finished."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        *blocks, self._pending = (self._pending + chunk).replace(b"\r\n", b"\n").split(b"\n\n")
+        return [data for block in blocks if (data := _event_data(block))]
+
+
 def iter_sse_data(raw: bytes) -> list[dict]:
     """The JSON payloads of a complete server-sent-event stream, up to `data: [DONE]`."""
     events = []
     for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
-        data = b"\n".join(line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:"))
+        data = _event_data(block)
         if not data:
             continue
         if data == b"[DONE]":

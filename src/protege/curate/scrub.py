@@ -138,24 +138,25 @@ class Scrubber:
         return self._replace(text, session)
 
     def scrub_record(self, record: CallRecord, session: ScrubSession | None = None) -> CallRecord:
-        """A scrubbed copy of `record` (request, response and error text)."""
+        """A scrubbed copy of `record`: every free-text field a caller or an upstream can fill (request, response,
+        error, workload, and metadata, where the caller's labels and upstream error bodies live)."""
         session = session or self.session()
         out = copy.copy(record)
         strings: list[str] = []
-        _collect(record.request, strings)
-        _collect(record.response, strings)
+        for doc in (record.request, record.response, record.error, record.workload, record.metadata):
+            _collect(doc, strings)
         for text in strings:  # pass 1: detect, in order of appearance
             for s in self.find(text):
                 session.remember(s.type, text[s.start : s.end])
                 session.found[s.type] += 1
-        for text, type_ in _json_person_values(record.request, record.response):
+        for text, type_ in _json_person_values(record.request, record.response, record.metadata):
             session.remember(type_, text)
             session.found[type_] += 1
-        out.request = _rewrite(record.request, lambda t: self._replace(t, session))
-        out.response = _rewrite(record.response, lambda t: self._replace(t, session)) if record.response is not None else None
-        if record.error:
-            out.error = self.scrub_text(record.error, session)
-        out.metadata = {**record.metadata, "scrubbed": dict(session.found)}
+        scrub = lambda t: self._replace(t, session)  # noqa: E731
+        out.request = _rewrite(record.request, scrub)
+        out.response = _rewrite(record.response, scrub)
+        out.error, out.workload = (scrub(t) if t else t for t in (record.error, record.workload))
+        out.metadata = {**_rewrite(record.metadata, scrub), "scrubbed": dict(session.found)}
         return out
 
     def _replace(self, text: str, session: ScrubSession) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ import aiohttp
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -27,12 +29,12 @@ from protege.config import Settings, UpstreamConfig, redact_credentials
 from protege.curate.scrub import ingest_scrubber
 from protege.gateway.auth import Caller, KeyRing, is_loopback, open_network_refusal
 from protege.gateway.metrics import GatewayMetrics
-from protege.openai_format import error_body, iter_sse_data, reassemble_chat_stream
+from protege.openai_format import SSEEvents, error_body, iter_sse_data, reassemble_chat_stream
 from protege.pricing import local_cost
 from protege.records import CallRecord, fill_derived_fields, new_call_id
 from protege.route.router import RouteDecision, Router
 from protege.store import CallFilter, Store, open_store
-from protege.store.spool import CallLog
+from protege.store.spool import CallLog, unloggable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,12 @@ DROP_HEADERS = frozenset((
     "upgrade", "proxy-authorization", "proxy-connection", "accept-encoding",
 ))
 WORKLOAD_HEADER = "x-protege-workload"
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a request may have (tool schemas need a dozen or so levels)."""
+LOCAL_CONTEXT = 8192
+"""Context length assumed for a local model whose catalog entry names none."""
+MAX_N = 128
+"""OpenAI's own bound on `n`, the number of choices."""
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> Response:
@@ -108,6 +116,18 @@ class Gateway:
         return caller
 
     def log_call(self, record: CallRecord) -> None:
+        """Complete, price, scrub and spool the call; if any of that fails, a placeholder is logged instead."""
+        try:
+            record = self._prepare_for_log(record)
+        except Exception as e:  # e.g. JSON nested deeper than the scrubber's serialiser allows
+            log.exception("Could not prepare call %s for the log; logging a placeholder instead", record.id)
+            record = unloggable(record, e)
+        self.call_log.log(record)
+        self.metrics.requests.labels(str(record.status), record.served_by or "none").inc()
+        if record.latency_ms is not None:
+            self.metrics.latency.labels(record.served_by or "none").observe(record.latency_ms / 1000)
+
+    def _prepare_for_log(self, record: CallRecord) -> CallRecord:
         fill_derived_fields(record)
         if record.served_by and record.served_by.startswith("upstream:"):
             record.cost_usd = self.prices.cost(
@@ -117,12 +137,7 @@ class Gateway:
                 self.metrics.cost.labels(record.upstream_model or record.requested_model).inc(record.cost_usd)
         elif record.served_by:  # a local model or specialist: the serving machine's time
             record.cost_usd = local_cost(record.latency_ms, self.settings.routing.local_usd_per_hour)
-        if self.scrubber is not None:
-            record = self.scrubber.scrub_record(record)
-        self.call_log.log(record)
-        self.metrics.requests.labels(str(record.status), record.served_by or "none").inc()
-        if record.latency_ms is not None:
-            self.metrics.latency.labels(record.served_by or "none").observe(record.latency_ms / 1000)
+        return self.scrubber.scrub_record(record) if self.scrubber is not None else record
 
     def upstream_headers(self, upstream: UpstreamConfig, request: Request, caller: Caller) -> dict[str, str]:
         """The caller's headers minus hop-by-hop ones and protege's own, with the upstream's key."""
@@ -205,6 +220,44 @@ def _local_model_error(e: Exception, model: str) -> Response:
                   "in the gateway's log.", "server_error", getattr(e, "code", None), "model")
 
 
+async def _read_body(request: Request, limit: int) -> bytes | Response:
+    """The request body, or a 413 as soon as it is known to exceed `limit` bytes (never read whole)."""
+    declared = request.headers.get("content-length", "")
+    size, parts = 0, []
+    if not (declared.isdigit() and int(declared) > limit):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                break
+            parts.append(chunk)
+        else:
+            return b"".join(parts)
+    return _error(413, f"The request body is larger than this gateway's limit of {limit:,} bytes. Send a smaller "
+                  "request, or have the operator raise [gateway] max_request_bytes in protege.toml.",
+                  code="request_too_large")
+
+
+def _json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (a scalar is 0), level by level, without recursion."""
+    depth, level = 0, [value]
+    while containers := [c for c in level if isinstance(c, (dict, list))]:
+        depth += 1
+        level = [v for c in containers for v in (c.values() if isinstance(c, dict) else c)]
+    return depth
+
+
+def _local_limits_error(pool: Any, body: dict) -> Response | None:
+    """A 400 when a local model is asked for more tokens than its context holds (it would decode for minutes)."""
+    base = body["model"].partition(":")[0]
+    context = pool.catalog.get(base).context_length or LOCAL_CONTEXT
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (type(value) is not int or not 1 <= value <= context):
+            return _error(400, f"'{key}' must be an integer from 1 to {context:,} (the context length of {base}).",
+                          param=key, code="invalid_value")
+    return None
+
+
 def _parse_request(raw: bytes) -> dict | Response:
     try:
         body = orjson.loads(raw)
@@ -212,6 +265,12 @@ def _parse_request(raw: bytes) -> dict | Response:
         return _error(400, f"The request body is not valid JSON ({e}). Send a JSON chat completions request.")
     if not isinstance(body, dict):
         return _error(400, "The request body must be a JSON object.")
+    if _json_depth(body) > MAX_JSON_DEPTH:
+        return _error(400, f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                      "flatten it.", code="json_too_deep")
+    n = body.get("n", 1)
+    if n is not None and (type(n) is not int or not 1 <= n <= MAX_N):
+        return _error(400, f"'n' must be an integer from 1 to {MAX_N}.", param="n", code="invalid_value")
     if not isinstance(body.get("model"), str) or not body["model"]:
         return _error(400, "Missing required parameter: 'model' (a string).", param="model", code="missing_required_parameter")
     msgs = body.get("messages")
@@ -227,7 +286,9 @@ async def chat_completions(request: Request) -> Response:
     caller = gw.authenticate(request)
     if isinstance(caller, Response):
         return caller
-    raw = await request.body()
+    raw = await _read_body(request, gw.settings.gateway.max_request_bytes)
+    if isinstance(raw, Response):
+        return raw
     body = _parse_request(raw)
     if isinstance(body, Response):
         return body
@@ -241,7 +302,7 @@ async def chat_completions(request: Request) -> Response:
         except Exception as e:  # a bad or missing adapter (the caller's to fix) or a broken model file (ours)
             return _local_model_error(e, model)
         if runtime is not None:
-            return await _serve_locally(gw, runtime, body, record, t0)
+            return _local_limits_error(gw.local_models, body) or await _serve_locally(gw, runtime, body, record, t0)
 
     upstream = gw.settings.upstream_for(model)
     if upstream is None:
@@ -354,15 +415,18 @@ async def _relay_stream(gw: Gateway, resp: aiohttp.ClientResponse, record: CallR
         if decision is not None and decision.shadow and record.is_success:
             gw.router.shadow(decision, record.request, record.id, record.response)
 
+    events = SSEEvents()
     try:
         async for chunk in resp.content.iter_any():
             if record.ttft_ms is None:
                 record.ttft_ms = (time.perf_counter() - t0) * 1000
             parts.append(chunk)
-            if b"[DONE]" in chunk:
-                finish()
+            if b"[DONE]" in events.feed(chunk):
+                finish()  # logged before the caller sees the end of the stream
             yield chunk
-        finish()
+        if not logged:
+            raise aiohttp.ClientPayloadError("the upstream closed the stream before `data: [DONE]`, so the answer "
+                                             "is incomplete; retry the call")
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         message = f"The upstream stream broke off: {e or type(e).__name__}"
         finish(message, 502)
@@ -459,10 +523,40 @@ def _admin(request: Request, *, query_key: bool = False) -> Gateway | Response:
     return gw
 
 
+class BadParameter(ValueError):
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+    def response(self) -> Response:
+        return _error(400, str(self), param=self.name, code="invalid_parameter")
+
+
+MAX_UNIX_TIME = 1e11
+MAX_CALLS_PAGE = 1000
+MAX_REPORT_HOURS = 24 * 366 * 100
+
+
+def _query_number(request: Request, name: str, low: float, high: float, *, integer: bool = False) -> float | None:
+    """A finite number from the query string within [low, high], None when absent; BadParameter otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    kind = "an integer" if integer else "a number"
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not low <= value <= high:
+        raise BadParameter(name, f"Query parameter {name!r} must be {kind} from {low:g} to {high:g}; "
+                           f"got {raw[:40]!r}.")
+    return value
+
+
 def _filter_from_query(request: Request) -> CallFilter:
     q = request.query_params
-    num = lambda k: float(q[k]) if k in q else None  # noqa: E731
-    return CallFilter(workload=q.get("workload"), since=num("since"), until=num("until"), model=q.get("model"),
+    since, until = (_query_number(request, k, 0, MAX_UNIX_TIME) for k in ("since", "until"))
+    return CallFilter(workload=q.get("workload"), since=since, until=until, model=q.get("model"),
                       source=q.get("source"), task_id=q.get("task_id"))
 
 
@@ -471,9 +565,10 @@ async def admin_calls(request: Request) -> Response:
     if isinstance(gw, Response):
         return gw
     try:
-        flt, limit = _filter_from_query(request), int(request.query_params.get("limit", 50))
-    except ValueError as e:
-        return _error(400, f"Bad query parameter: {e}")
+        flt = _filter_from_query(request)
+        limit = int(_query_number(request, "limit", 1, MAX_CALLS_PAGE, integer=True) or 50)
+    except BadParameter as e:
+        return e.response()
     records = await run_in_threadpool(lambda: list(gw.store.iter_calls(flt, limit=limit, newest_first=True)))
     return Response(orjson.dumps({"object": "list", "data": [r.to_dict() for r in records]}), media_type="application/json")
 
@@ -494,8 +589,8 @@ async def admin_stats(request: Request) -> Response:
         return gw
     try:
         flt = _filter_from_query(request)
-    except ValueError as e:
-        return _error(400, f"Bad query parameter: {e}")
+    except BadParameter as e:
+        return e.response()
     return JSONResponse(await run_in_threadpool(gw.store.stats, flt))
 
 
@@ -506,13 +601,13 @@ async def _savings_report(request: Request, *, query_key: bool = False) -> dict 
     gw = _admin(request, query_key=query_key)
     if isinstance(gw, Response):
         return gw
-    q = request.query_params
     try:
-        since = time.time() - 3600 * float(q["hours"]) if "hours" in q else float(q["since"]) if "since" in q else None
-        until = float(q["until"]) if "until" in q else None
-        buckets = min(500, max(1, int(q.get("buckets", 24))))
-    except ValueError as e:
-        return _error(400, f"Bad query parameter: {e}")
+        hours = _query_number(request, "hours", 0, MAX_REPORT_HOURS)
+        since = time.time() - 3600 * hours if hours is not None else _query_number(request, "since", 0, MAX_UNIX_TIME)
+        until = _query_number(request, "until", 0, MAX_UNIX_TIME)
+        buckets = int(_query_number(request, "buckets", 1, 500, integer=True) or 24)
+    except BadParameter as e:
+        return e.response()
     return await run_in_threadpool(build_report, gw.store, since, until, buckets)
 
 
@@ -529,6 +624,24 @@ async def dashboard(request: Request) -> Response:
         return report
     return Response(render_html(report), media_type="text/html; charset=utf-8",
                     headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own 404/405s, in OpenAI's error shape instead of plain text."""
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return _error(405, f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}.",
+                      code="method_not_allowed")
+    if exc.status_code == 404:
+        return _error(404, f"No such endpoint: {request.url.path}. The gateway serves /v1/chat/completions, /v1/models, "
+                      "/health, /metrics and the admin routes under /v1/protege/.", code="not_found")
+    return _error(exc.status_code, str(exc.detail), code=str(exc.status_code))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("Internal error on %s %s", request.method, request.url.path)
+    return _error(500, "protege failed on this request; the gateway's log has the details. Please report it.",
+                  "server_error", "internal_error")
 
 
 def create_app(settings: Settings, *, store: Store | None = None, local_models: Any = None) -> Starlette:
@@ -556,7 +669,8 @@ def create_app(settings: Settings, *, store: Store | None = None, local_models: 
         Route("/v1/protege/report", savings_report, methods=["GET"]),
         Route("/dashboard", dashboard, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={HTTPException: _http_error, Exception: _internal_error})
 
 
 SETTINGS_ENV = "PROTEGE_SERVE_SETTINGS"

@@ -51,6 +51,19 @@ def _read_complete_lines(path: Path, offset: int = 0) -> tuple[list[CallRecord],
     return records, offset + end
 
 
+def unloggable(record: CallRecord, error: BaseException) -> CallRecord:
+    """The placeholder logged for a call that cannot be (its JSON does not serialise, scrubbing failed): the
+    id, time, model, status and who served it, without the request, the answer or anything a caller wrote."""
+    model = record.request.get("model") if isinstance(record.request, dict) else None
+    return CallRecord(
+        id=record.id, ts=record.ts, request={"model": model if isinstance(model, str) else None, "messages": []},
+        source=record.source, client=record.client, served_by=record.served_by, status=record.status,
+        latency_ms=record.latency_ms, ttft_ms=record.ttft_ms, requested_model=model if isinstance(model, str) else None,
+        error=f"protege could not log this call ({type(error).__name__}); only this placeholder was kept",
+        metadata={"log_error": type(error).__name__},
+    )
+
+
 class CallLog:
     """Accepts records on the hot path and makes sure each one reaches the store exactly once."""
 
@@ -83,7 +96,12 @@ class CallLog:
     # -- hot path ---------------------------------------------------------------------------
     def log(self, record: CallRecord) -> None:
         """Make `record` durable and queue it for the store. Never raises."""
-        line = orjson.dumps(record) + b"\n"
+        try:
+            line = orjson.dumps(record) + b"\n"
+        except (orjson.JSONEncodeError, TypeError) as e:  # e.g. an upstream answer nested past orjson's limit
+            log.error("Call %s cannot be serialised (%s); logging a placeholder instead.", record.id, e)
+            record = unloggable(record, e)
+            line = orjson.dumps(record) + b"\n"
         with self._lock:
             try:
                 os.write(self._fd, line)
