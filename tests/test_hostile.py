@@ -4,6 +4,7 @@ SQLite file, and an upstream stand-in that is a real HTTP server on 127.0.0.1 (t
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from protege.cli import app as cli_app
 from protege.config import Settings
-from protege.demo import free_port, start_process, stop_process
+from protege.demo import free_port, start_process, stop_process, wait_healthy
 from protege.gateway.app import create_app
 from protege.gateway.auth import create_key
 from protege.models.runtime import LocalRuntime
@@ -346,3 +347,80 @@ def test_scrub_at_ingest_covers_error_bodies_metadata_and_the_workload_header(st
     written = b"".join(p.read_bytes() for p in [*home.glob("protege.db*"), *(home / "spool").glob("*")])
     for secret in (email, phone, "555 0199"):
         assert secret.encode() not in written
+
+
+# -- 10. a full disk: no torn spool lines, a quick SIGTERM, and an exact account of what was lost ----
+
+FULL_DISK = """import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+sys.argv = ["protege", *sys.argv[1:]]
+runpy.run_module("protege", run_name="__main__")
+"""
+
+
+def test_a_full_disk_loses_nothing_silently(start_gateway, home, upstream):
+    port = free_port()
+    log_file = home / "full-disk.log"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", FULL_DISK.format(limit=300_000), "serve", "--upstream",
+                                 upstream.url, "--port", str(port)], stdout=out, stderr=out)
+    wait_healthy(f"http://127.0.0.1:{port}/health", proc)
+    acknowledged = []
+    with httpx2.Client(timeout=10) as http:
+        for i in range(600):  # ~1 KB a call: the spool and the database both hit the 300 KB limit
+            r = http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=HI | {"user": f"caller-{i:04d}"})
+            assert r.status_code == 200
+            acknowledged.append(r.headers["x-protege-call-id"])
+    assert httpx2.get(f"http://127.0.0.1:{port}/health").json()["spool_errors"] > 0
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert time.monotonic() - t0 < 15
+    restarted = start_gateway(upstream=upstream.url)  # no limit: replays what the spool kept
+    missing = set(acknowledged) - {c.id for c in stored_calls(restarted.home, len(acknowledged), timeout=5)}
+    log = log_file.read_text() + (home / "gateway.log").read_text()
+    assert "unreadable spool line" not in log  # no torn line
+    if missing:
+        assert f"{len(missing)} calls could be written neither to the spool nor to the store" in log
+        assert all(call_id in log for call_id in sorted(missing)[:100])
+    else:
+        assert "are lost" not in log
+
+
+# -- 14. the CLI answers bad paths and files with one line naming the fix, and a non-zero exit ----
+
+def assert_clean_failure(result, *fragments: str) -> None:
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert result.output.startswith("Error:"), result.output
+    for fragment in fragments:
+        assert fragment in " ".join(result.output.split()), result.output
+
+
+def test_cli_export_and_import_fail_cleanly_on_bad_paths_and_files(home, tmp_path):
+    assert cli("logs", "list").exit_code == 0  # creates the store
+    assert_clean_failure(cli("export", "-o", str(tmp_path / "missing" / "out.jsonl")), "Cannot write", "-o")
+    assert_clean_failure(cli("export", "-o", str(tmp_path)), "Cannot write")
+    assert_clean_failure(cli("import", str(tmp_path)), "a folder")
+    fake_gz = tmp_path / "calls.jsonl.gz"
+    fake_gz.write_text('{"messages": []}\n')
+    assert_clean_failure(cli("import", str(fake_gz)), "Cannot read", ".gz")
+    binary = tmp_path / "image.jsonl"
+    binary.write_bytes(bytes(range(256)) * 64)
+    assert_clean_failure(cli("import", str(binary)), "is a call", "JSONL")
+
+
+def test_cli_export_to_a_full_device_fails_cleanly(home, upstream, start_gateway):
+    gw = start_gateway(upstream=upstream.url)
+    httpx2.post(gw.url + "/chat/completions", json=HI)
+    stored_calls(home, 1)
+    assert_clean_failure(cli("export", "--format", "raw", "-o", "/dev/full"), "Cannot write")
+
+
+def test_cli_with_an_unusable_protege_home_fails_cleanly(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("PROTEGE_HOME", str(tmp_path / "a-file" / "home"))
+    for args in (("logs", "list"), ("keys", "create", "--name", "x")):
+        assert_clean_failure(cli(*args), "PROTEGE_HOME")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -150,13 +151,20 @@ def import_(
     """Import OpenAI-style JSONL logs or chat fine-tuning JSONL; bad lines are reported and skipped."""
     from protege.store.jsonl import import_jsonl
 
-    if not file.exists():
-        fail(f"No such file: {file}")
+    if not file.is_file():
+        fail(f"{file} is {'a folder' if file.is_dir() else 'not there'}; pass a JSONL file (optionally .gz).")
     settings = _settings(config)
     with _store(database, config) as store:
-        report = import_jsonl(store, file, prices=settings.price_table(), workload=workload)
+        try:
+            report = import_jsonl(store, file, prices=settings.price_table(), workload=workload)
+        except (OSError, EOFError) as e:  # unreadable, or a .gz that is not gzip
+            fail(f"Cannot read {file}: {e}. Pass a JSONL file, gzip-compressed only if it ends in .gz.")
     if json:
         console.print_json(data=report.to_dict())
+    if report.read and len(report.bad_lines) == report.read:
+        fail(f"None of the {report.read} lines of {file} is a call (line 1: {report.bad_lines[0][1]}); is it JSONL "
+             "of {{'request', 'response'}} or {{'messages'}} objects?")
+    if json:
         return
     console.print(f"read {report.read} lines: {report.added} calls added, {report.duplicates} already stored, "
                   f"{len(report.bad_lines)} bad")
@@ -183,15 +191,16 @@ def export(
         fail(f"Unknown --format {format!r}; use chat or raw.")
     flt = _filter(workload, since, until)
     with _store(database, config) as store:
-        sink = open(out, "wb") if out else sys.stdout.buffer
         n = 0
         try:
-            for line in iter_export(store, flt, format):
-                sink.write(line)
-                n += 1
-        finally:
-            if out:
-                sink.close()
+            with open(out, "wb") if out else contextlib.nullcontext(sys.stdout.buffer) as sink:
+                for line in iter_export(store, flt, format):
+                    sink.write(line)
+                    n += 1
+                sink.flush()
+        except OSError as e:
+            fail(f"Cannot write {out or 'to standard output'}: {e.strerror or e}. Pass -o with a file in a folder "
+                 "that exists and has space.")
     if out:
         err.print(f"wrote {n} lines to {out}")
 

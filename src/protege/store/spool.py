@@ -104,7 +104,7 @@ class CallLog:
             line = orjson.dumps(record) + b"\n"
         with self._lock:
             try:
-                os.write(self._fd, line)
+                self._append(line)
                 self._written += len(line)
                 if self._written >= self.segment_bytes:
                     os.close(self._fd)
@@ -123,6 +123,18 @@ class CallLog:
         if not self._wake.is_set():  # setting an Event takes a lock and notifies: skip it when already set
             self._wake.set()
 
+    def _append(self, line: bytes) -> None:
+        """Append `line` whole or not at all. A short write (the disk filled up mid-line) is retried for the
+        rest; if that fails, the torn part is cut off again, so a later line never lands after half a record."""
+        done = 0
+        try:
+            while done < len(line):
+                done += os.write(self._fd, line[done:])
+        except OSError:
+            if done:
+                os.ftruncate(self._fd, self._written)
+            raise
+
     # -- background ---------------------------------------------------------------------------
     def _open_segment(self) -> int:
         path = self.spool_dir / f"{self._prefix}-{self._seq:06d}.jsonl"
@@ -140,8 +152,9 @@ class CallLog:
             except Exception as e:  # the database is down or full: keep the spool, retry later
                 self.store_errors += 1
                 log.error("Writing calls to the store failed (%s); they stay in the spool and will be retried.", e)
-                time.sleep(1)
-                continue
+                if not closing:
+                    time.sleep(1)
+                    continue
             if closing:
                 return
 
@@ -190,10 +203,16 @@ class CallLog:
         """Calls accepted but not yet confirmed in the store (an upper bound while draining)."""
         return self.logged - self.stored
 
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything logged so far is in the store."""
+    def flush(self, timeout: float = 30.0, stall_s: float | None = None) -> bool:
+        """Wait until everything logged so far is in the store; with `stall_s`, give up sooner once the store
+        has failed and nothing was stored for that long."""
         deadline = time.monotonic() + timeout
+        progress_at, stored, errors = time.monotonic(), self.stored, self.store_errors
         while time.monotonic() < deadline:
+            if self.stored != stored:
+                progress_at, stored = time.monotonic(), self.stored
+            elif stall_s is not None and self.store_errors > errors and time.monotonic() - progress_at > stall_s:
+                return False
             with self._lock:
                 pending = bool(self._unspooled)
                 last = self._segments[-1]
@@ -205,19 +224,33 @@ class CallLog:
             time.sleep(0.005)
         return False
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Flush, stop the writer thread and remove this process's (fully stored) spool."""
+    def close(self, timeout: float = 30.0, stall_s: float = 3.0) -> None:
+        """Flush, stop the writer thread and remove this process's (fully stored) spool. When the store keeps
+        failing, stop after `stall_s` without progress and say exactly what stays in the spool and what is lost."""
         if self._closing:
             return
-        flushed = self.flush(timeout)
+        flushed = self.flush(timeout, stall_s)
         self._closing = True
         self._wake.set()
         self._thread.join(timeout)
         with self._lock:
-            os.close(self._fd)
             if flushed:
+                os.close(self._fd)
                 for path in self._segments:
                     path.unlink(missing_ok=True)
                 self._segments.clear()
-            else:
-                log.error("Shut down with calls not yet in the store; they stay in %s for the next start.", self.spool_dir)
+                return
+            lost = []
+            for record in self._unspooled:  # a last try: the disk may have room again
+                line = orjson.dumps(record) + b"\n"
+                try:
+                    self._append(line)
+                    self._written += len(line)
+                except OSError:
+                    lost.append(record.id)
+            os.close(self._fd)
+            kept = self.logged - self.stored - len(lost)
+        log.error("Shut down with %d calls not yet in the store; they stay in %s for the next start.", kept, self.spool_dir)
+        if lost:
+            log.error("%d calls could be written neither to the spool nor to the store (disk full) and are lost: %s",
+                      len(lost), ", ".join(lost[:100]) + (" ..." if len(lost) > 100 else ""))

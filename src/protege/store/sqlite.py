@@ -183,8 +183,12 @@ class SQLiteStore(Store):
     def __init__(self, path: str | Path):
         path = str(path).removeprefix("sqlite://")
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RuntimeError(f"Cannot create the folder of the protege database {self.path}: {e.strerror or e}. "
+                               "Set PROTEGE_HOME to a writable folder, or pass --database FILE.") from e
         try:
             self.db = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
