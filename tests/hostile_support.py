@@ -24,7 +24,7 @@ import uvicorn
 class Reply:
     status: int = 200
     body: bytes | dict | None = None
-    """The whole body (a dict is sent as JSON); None: an echo completion of the request."""
+    """The whole body (a dict is sent as JSON)."""
     chunks: list[bytes] = field(default_factory=list)
     """Sent one by one with no Content-Length after `body` (a stream that ends when the socket closes)."""
     headers: dict[str, str] = field(default_factory=dict)
@@ -48,15 +48,17 @@ def delta(text: str, finish: str | None = None) -> dict:
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
 
 
-def echo(request: bytes) -> dict:
-    """The default answer: a completion whose text is the request's last message content, as JSON."""
+def echo(request: bytes) -> Reply:
+    """The default answer: a completion whose text is the request's last message content as JSON, streamed
+    when the request asks for it."""
     try:
         body = orjson.loads(request)
-        model = body.get("model") if isinstance(body.get("model"), str) else "unknown"
         text = orjson.dumps(body["messages"][-1].get("content")).decode()
     except Exception:  # the gateway forwarded something odd: say so in the answer
-        model, text = "unknown", "unparseable request"
-    return completion(text, model)
+        body, text = {}, "unparseable request"
+    if body.get("stream") is True:
+        return Reply(chunks=sse(delta(text), delta("", "stop"), "[DONE]"))
+    return Reply(body=completion(text))
 
 
 class HostileUpstream:
@@ -77,8 +79,8 @@ class HostileUpstream:
 
             def _answer(self, raw: bytes) -> None:
                 upstream.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, raw))
-                reply = upstream.replies.popleft() if upstream.replies else Reply()
-                body = reply.body if reply.body is not None or reply.chunks else echo(raw)
+                reply = upstream.replies.popleft() if upstream.replies else echo(raw)
+                body = reply.body
                 body = orjson.dumps(body) if isinstance(body, dict) else body or b""
                 self.send_response(reply.status)
                 self.send_header("content-type", "text/event-stream" if reply.chunks else "application/json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import httpx2
 import openai
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from protege.cli import app as cli_app
@@ -22,6 +25,7 @@ from protege.gateway.app import create_app
 from protege.gateway.auth import create_key
 from protege.models.runtime import LocalRuntime
 from protege.models.serving import LocalModelPool
+from protege.openai_format import iter_sse_data, reassemble_chat_stream
 from protege.store import open_store
 from tests.conftest import RunningGateway
 from tests.hostile_support import HostileUpstream, Reply, ServedApp, completion, delta, sse
@@ -424,3 +428,51 @@ def test_cli_with_an_unusable_protege_home_fails_cleanly(tmp_path, monkeypatch):
     monkeypatch.setenv("PROTEGE_HOME", str(tmp_path / "a-file" / "home"))
     for args in (("logs", "list"), ("keys", "create", "--name", "x")):
         assert_clean_failure(cli(*args), "PROTEGE_HOME")
+
+
+# -- property: whatever a caller sends, it is forwarded and logged exactly, or refused with an OpenAI 4xx ----
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False,
+                                                                                       allow_infinity=False) | st.text()
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=20)
+messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", ""]),
+                                           "content": st.text() | st.just("data: [DONE]\n\n") | json_values}),
+                    min_size=0, max_size=3)
+chat_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["gpt-4o-mini", "", "x" * 300]) | st.text(max_size=20) | json_values,
+     "messages": messages | json_values},
+    optional={"n": st.integers(-3, 200) | json_values, "stream": st.booleans() | json_values,
+              "max_tokens": st.integers(-5, 10**6) | json_values,
+              "metadata": st.dictionaries(st.sampled_from(["route", "upstream_body", "scrubbed", "log_error", "task",
+                                                           "workload"]) | st.text(max_size=8), json_values, max_size=4),
+              "tools": json_values, "response_format": json_values},
+)
+raw_bodies = (chat_bodies.map(orjson.dumps) | json_values.map(orjson.dumps) | st.binary(max_size=200)
+              | st.integers(1, 400).map(lambda d: b'{"model": "gpt-4o-mini", "messages": ' + b"[" * d + b"]" * d + b"}"))
+workloads = st.none() | st.text(alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=raw_bodies, workload=workloads)
+def test_any_request_is_forwarded_and_logged_exactly_or_refused_in_openai_shape(shared_gateway, module_upstream, raw,
+                                                                                workload):
+    forwarded = len(module_upstream.completions())
+    headers = {"content-type": "application/json"} | ({"x-protege-workload": workload} if workload else {})
+    r = httpx2.post(shared_gateway.url + "/chat/completions", content=raw, headers=headers, timeout=30)
+    if r.status_code != 200:
+        assert 400 <= r.status_code < 500, r.text
+        assert_openai_error(r, r.status_code)
+        assert len(module_upstream.completions()) == forwarded  # refused before anything was sent (or billed)
+        return
+    assert module_upstream.completions()[-1] == raw  # forwarded byte for byte
+    call = stored_call(shared_gateway, r.headers["x-protege-call-id"])
+    assert call is not None and call.is_success and call.request == orjson.loads(raw)
+    if r.headers["content-type"].startswith("text/event-stream"):
+        assert r.content.endswith(b"data: [DONE]\n\n")
+        assert call.response == reassemble_chat_stream(iter_sse_data(r.content))
+    else:
+        assert call.response == r.json()
+    assert not PROTEGE_KEYS & set(call.metadata)
+    if workload:
+        assert call.workload == workload

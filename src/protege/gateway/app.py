@@ -268,6 +268,8 @@ def _parse_request(raw: bytes) -> dict | Response:
     if _json_depth(body) > MAX_JSON_DEPTH:
         return _error(400, f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
                       "flatten it.", code="json_too_deep")
+    if body.get("stream") not in (None, True, False):
+        return _error(400, "'stream' must be true or false.", param="stream", code="invalid_type")
     n = body.get("n", 1)
     if n is not None and (type(n) is not int or not 1 <= n <= MAX_N):
         return _error(400, f"'n' must be an integer from 1 to {MAX_N}.", param="n", code="invalid_value")
@@ -324,7 +326,7 @@ async def chat_completions(request: Request) -> Response:
         gw.log_call(record)
         return _error(e.status, e.message, "upstream_error", e.code)
 
-    if body.get("stream") and resp.status == 200:
+    if body.get("stream") and resp.status == 200 and resp.content_type == "text/event-stream":
         return StreamingResponse(
             _relay_stream(gw, resp, record, t0, decision),
             media_type=resp.headers.get("content-type", "text/event-stream"),
