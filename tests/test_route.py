@@ -32,11 +32,21 @@ def test_gate_promotes_to_shadow_first_and_holds_with_reasons():
     assert judge_calibration(calibration(), GatePolicy(shadow_first=False)).mode_to == "on"
     sure = judge_calibration(calibration(valid_rate=0.95), policy)  # the invalid ones were under the threshold
     assert sure.action == "promote" and sure.evidence["valid_rate"] == 0.95
-    held = judge_calibration(calibration(n=12, served_valid_rate=0.95, routed_quality=0.9, coverage=0.3), policy)
+    held = judge_calibration(calibration(n=12, served_valid_rate=0.95, routed_quality=0.9, coverage=0.05), policy)
     assert held.action == "hold" and held.mode_to == "off"
     for part in ("12 held-out calls, needs 30", "95.0% valid outputs at the threshold, needs 100%",
-                 "routed accuracy 90.0% of the LLM's", "answers 30% of calls"):
+                 "routed accuracy 90.0% of the LLM's", "answers 5% of calls"):
         assert part in held.reason
+
+
+def test_gate_promotes_partial_coverage_only_when_it_saves_money():
+    """A specialist sure of 30% of the calls is worth serving when those 30% pay for its time on every call."""
+    partial = calibration(coverage=0.3, latency_p50_ms=2000.0)  # 2 s of a $0.10/h machine: $0.0000556 a call
+    cheap_llm = judge_calibration(partial, GatePolicy(), llm_usd_per_call=0.0001)  # saves 0.3 x 0.0001 - 0.0000556
+    assert cheap_llm.action == "hold" and "would cost more than it saves" in cheap_llm.reason
+    assert cheap_llm.evidence["saving_usd_per_call"] < 0
+    dear_llm = judge_calibration(partial, GatePolicy(), llm_usd_per_call=0.003)
+    assert dear_llm.action == "promote" and dear_llm.evidence["saving_usd_per_call"] > 0
 
 
 def test_live_review_moves_shadow_to_on_and_demotes():
@@ -49,6 +59,9 @@ def test_live_review_moves_shadow_to_on_and_demotes():
     on = Route("t", "on", "/s")
     assert review_live(on, LiveStats(routed=9, fallbacks=9), policy).action == "keep"  # too few calls to judge
     assert "fell back" in review_live(on, LiveStats(routed=20, served=5, fallbacks=15), policy).reason
+    # a specialist calibrated to answer 30% of the calls is expected to fall back on 70% of them
+    assert review_live(on, LiveStats(routed=20, served=5, fallbacks=15), policy, coverage=0.3).action == "keep"
+    assert "fell back" in review_live(on, LiveStats(routed=20, served=0, fallbacks=20), policy, coverage=0.3).reason
     assert "invalid" in review_live(on, LiveStats(routed=20, served=18, fallbacks=2, invalid=2), policy).reason
     assert review_live(on, LiveStats(routed=20, served=19, fallbacks=1), policy).action == "keep"
 

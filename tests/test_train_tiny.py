@@ -174,3 +174,22 @@ def test_held_out_calls_can_come_from_the_curation_split(tiny, tmp_path):
     assert sorted(manifest["splits"]["test_ids"]) == sorted(r.id for r in split.test)
     assert outcome.report.n_examples == len(split.test)
     assert not (outcome.folder / "adapter.gguf").exists() and "adapter.gguf" not in manifest["files"]
+
+
+def test_a_time_budget_shrinks_the_plan_and_still_ends_on_a_validation(tiny):
+    """`max_train_s`: the run stops when its budget is spent, not after the planned epochs, with its best weights."""
+    import time
+
+    from protege.train.base import load_base
+    from protege.train.data import tokenize_examples
+    from protege.train.trainer import LoraTrainer, TrainConfig
+
+    base = load_base(str(tiny))
+    items = tokenize_examples(as_examples(triage_rows(40)), base.tokenizer, base.prompt_format("label"), 256)
+    slow = lambda p: time.sleep(0.2) if p.phase == "train" else None  # noqa: E731 - steps of at least 0.2 s
+    cfg = TrainConfig(epochs=20, layers=1, batch_size=8, max_train_s=1.0)
+    trainer = LoraTrainer(base.model, items[:32], items[32:], cfg, pad_id=base.pad_id, on_progress=slow)
+    planned = 20 * len(trainer.batches)
+    result = trainer.run()
+    assert 1 <= result.steps <= 6 < planned
+    assert trainer.total_steps == result.steps and result.best_val_loss is not None

@@ -341,22 +341,29 @@ def keys_revoke(
 def demo(
     home: Annotated[Path, typer.Option(help="Folder for the demo's store, specialists and logs (emptied first).")] = Path("protege-demo"),
     calls: Annotated[Optional[int], typer.Option(help="Use only the first N calls of the traces.")] = None,
-    max_tasks: Annotated[int, typer.Option(help="Tasks to distil (most valuable first).")] = 3,
-    max_train_calls: Annotated[int, typer.Option(help="Training calls per task.")] = 64,
+    max_tasks: Annotated[Optional[int], typer.Option(help="Tasks to build specialists for (most valuable first; default: all).")] = None,
+    max_train_calls: Annotated[Optional[int], typer.Option(help="Training calls per LoRA specialist (default: all).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop each training run after this many steps.")] = None,
     eval_calls: Annotated[int, typer.Option(help="Held-out calls per task to evaluate and calibrate on.")] = 30,
     min_examples: Annotated[int, typer.Option(help="Held-out calls the promotion gate needs.")] = 30,
     shadow_calls: Annotated[int, typer.Option(help="Live calls sent while new specialists are in shadow.")] = 200,
     embedder: Annotated[str, typer.Option(help="'minilm' or 'hashing' (no model, faster, for tests).")] = "minilm",
     concurrency: Annotated[int, typer.Option(help="Parallel client connections.")] = 16,
+    lora_budget_s: Annotated[float, typer.Option(help="Seconds of LoRA training in the flywheel pass.")] = 540,
+    traces: Annotated[Optional[Path], typer.Option(help="Your own calls instead of the bundled traces: JSONL(.gz) of "
+                                                        "{'request', 'response'} lines, replayed in file order.")] = None,
+    licence: Annotated[Optional[list[str]], typer.Option(help="A licence base models may have (repeatable; default: "
+                                                              "permissive licences only).")] = None,
     json: JsonOpt = False,
 ) -> None:
-    """The main job: the whole loop on the bundled agent traces, from logging to specialists serving, with the savings."""
+    """The main job: the whole loop on the bundled agent traces (or --traces FILE), from logging to specialists
+    serving, with the savings."""
     from protege.demo import DemoOptions, run_demo
 
     opts = DemoOptions(calls=calls, max_tasks=max_tasks, max_train_calls=max_train_calls, max_steps=max_steps,
                        eval_calls=eval_calls, min_examples=min_examples, shadow_calls=shadow_calls,
-                       embedder=embedder, concurrency=concurrency)
+                       embedder=embedder, concurrency=concurrency, traces=traces, licences=licence,
+                       lora_budget_s=lora_budget_s)
     try:
         summary = run_demo(home, opts, console=err if json else console)
     except RuntimeError as e:
@@ -618,13 +625,16 @@ def tasks(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Each task's route (mode, specialist, confidence threshold) and its latest gate decisions."""
+    """Each task's route (mode, specialist kind, confidence threshold), its latest gate decision and the
+    specialist kinds tried (`--json`: every candidate's evidence; `protege report` explains them)."""
     from protege.cluster.catalog import TaskCatalog
+    from protege.report.candidates import latest_gates, specialist_kind
 
     with _store(database, config) as store:
         routes, decisions = store.routes(), store.decisions(limit=200)
         counts = {row["name"]: row["calls"] for row in store.stats()["by_task"]}
     catalog = TaskCatalog.load()
+    gates = latest_gates(decisions)
     ids = sorted(set(catalog.tasks) | set(routes), key=lambda t: -counts.get(t, 0))
     rows = []
     for task_id in ids:
@@ -632,7 +642,9 @@ def tasks(
         latest = next((d for d in decisions if d.task_id == task_id), None)
         rows.append({"task": task_id, "calls": counts.get(task_id, 0), "mode": route.mode if route else "off",
                      "specialist": route.specialist if route else None,
+                     "kind": specialist_kind(route.specialist if route else None, decisions),
                      "min_confidence": route.min_confidence if route else None,
+                     "candidates": gates.get(task_id, {}).get("candidates", []),
                      "last_decision": None if latest is None else {
                          "action": latest.action, "mode": latest.mode_to, "reason": latest.reason,
                          "actor": latest.actor, "ts": latest.ts}})
@@ -645,7 +657,7 @@ def tasks(
     table = Table("task", "calls", "mode", "threshold", "last decision")
     for r in rows:
         d = r["last_decision"]
-        table.add_row(r["task"], str(r["calls"]), r["mode"],
+        table.add_row(r["task"], str(r["calls"]), r["mode"] + (f" ({r['kind']})" if r["kind"] else ""),
                       "-" if r["min_confidence"] is None else f"{r['min_confidence']:.3f}",
                       "-" if d is None else f"{d['action']} → {d['mode']} ({d['actor']}): {d['reason']}")
     console.print(table)
@@ -683,8 +695,17 @@ def flywheel_run(
     task: Annotated[Optional[list[str]], typer.Option(help="Only this task id (repeatable).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Base model for every specialist (default: chosen per task).")] = None,
     min_calls: Annotated[int, typer.Option(help="Fewest calls a task needs.")] = 40,
-    max_train_calls: Annotated[int, typer.Option(help="Training calls per task.")] = 200,
-    eval_calls: Annotated[int, typer.Option(help="Held-out calls to evaluate and calibrate on.")] = 40,
+    max_train_calls: Annotated[Optional[int], typer.Option(help="Training calls per LoRA specialist (default: all).")] = None,
+    eval_calls: Annotated[int, typer.Option(help="Held-out calls to evaluate and calibrate a LoRA specialist on.")] = 40,
+    kind: Annotated[Optional[list[str]], typer.Option(help="Only this specialist kind: reuse, classifier, lora "
+                                                           "(repeatable; default: every kind, cheapest first).")] = None,
+    licence: Annotated[Optional[list[str]], typer.Option(help="A licence the base model may have (repeatable; "
+                                                              "default: permissive licences only).")] = None,
+    train_text: Annotated[bool, typer.Option(help="Also train LoRA specialists for free-text tasks.")] = False,
+    lora_budget_s: Annotated[Optional[float], typer.Option(help="Start no LoRA training after this many seconds of "
+                                                                "them in the pass (most saving per token first).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for training and evaluation (default: all "
+                                                        "cores but one, which stays with serving).")] = None,
     epochs: int = 3,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop training after this many optimizer steps.")] = None,
     embedder: Annotated[str, typer.Option(help="'minilm' or 'hashing'.")] = "minilm",
@@ -700,7 +721,8 @@ def flywheel_run(
     say = err.print
     opts = FlywheelOptions(min_calls=min_calls, max_tasks=max_tasks, tasks=task, model=model,
                            max_train_calls=max_train_calls, eval_calls=eval_calls, epochs=epochs,
-                           max_steps=max_steps, embedder=embedder)
+                           max_steps=max_steps, embedder=embedder, kinds=kind, licences=licence,
+                           train_text=train_text, lora_budget_s=lora_budget_s, threads=threads)
     with _store(database, config) as store:
         try:
             data = ({"reviewed": review_routes(store, settings, say)} if review_only

@@ -104,13 +104,16 @@ class GatePolicy(_Strict):
     min_quality_ratio: float = Field(0.98, gt=0, le=1.5, description="Routed quality / the LLM reference's quality")
     min_examples: int = Field(30, ge=1, description="Held-out calls the evaluation needs")
     min_valid_rate: float = Field(1.0, ge=0, le=1, description="Share of the specialist's outputs that must be valid")
-    min_coverage: float = Field(0.5, ge=0, le=1, description="Share of calls the specialist must answer itself "
-                                "at the calibrated confidence threshold (else it saves too little to serve)")
+    min_coverage: float = Field(0.1, ge=0, le=1, description="Share of calls the specialist must answer itself "
+                                "at the calibrated confidence threshold; any share above it is promoted when its "
+                                "expected saving per call (served share x the LLM's price - the specialist's own "
+                                "cost on every call it is asked) is positive")
     shadow_first: bool = Field(True, description="A newly promoted specialist answers in shadow before it serves")
     shadow_calls: int = Field(20, ge=1, description="Shadow comparisons needed before shadow → on")
     live_window: int = Field(100, ge=1, description="Most recent live calls the monitor judges")
     min_live_calls: int = Field(20, ge=1, description="Live calls needed before the monitor may demote")
-    max_fallback_rate: float = Field(0.5, ge=0, le=1, description="Demote above this share of fallbacks")
+    max_fallback_rate: float = Field(0.25, ge=0, le=1, description="Demote when the live share of fallbacks exceeds "
+                                     "the calibrated one (1 - coverage) by more than this")
     max_invalid_rate: float = Field(0.05, ge=0, le=1, description="Demote above this share of invalid outputs")
     min_shadow_agreement: float = Field(0.9, ge=0, le=1, description="Shadow agreement with the LLM to go on; "
                                         "below it in shadow or on (shadow sampling), the specialist is demoted")

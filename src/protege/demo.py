@@ -81,6 +81,33 @@ def bundled_traces() -> Path:
     return path
 
 
+TRACES_HINT = ('one JSON object per line, {"request": <chat completions request>, "response": <chat.completion>} '
+               "(what `protege export --format raw` and most gateways' logs hold), optionally .gz")
+MIN_TRACES = 100
+
+
+def load_traces(path: Path, limit: int | None = None) -> list[dict]:
+    """The usable calls of a traces file, in file order; a clear error when it holds too few."""
+    if not path.is_file():
+        raise RuntimeError(f"No traces file at {path}. Pass --traces FILE with {TRACES_HINT}.")
+    lines, bad = [], 0
+    try:
+        for line in islice(read_jsonl(path), limit):
+            request, response = line.get("request"), line.get("response")
+            ok = (isinstance(request, dict) and isinstance(request.get("messages"), list) and request["messages"]
+                  and isinstance(request.get("model"), str) and isinstance(response, dict) and response.get("choices"))
+            if ok:
+                lines.append(line)
+            else:
+                bad += 1
+    except (OSError, ValueError, EOFError) as e:
+        raise RuntimeError(f"Cannot read {path} ({e}); it should hold {TRACES_HINT}.") from e
+    if len(lines) < MIN_TRACES:
+        raise RuntimeError(f"{path} has {len(lines)} usable calls ({bad} lines without a request and a "
+                           f"chat.completion response); the demo needs at least {MIN_TRACES}. Expected: {TRACES_HINT}.")
+    return lines
+
+
 QUIET = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
          "PYTHONWARNINGS": "ignore::FutureWarning"}
 """The demo's own lines are the story; library progress bars and deprecation notes are left out."""
@@ -96,8 +123,9 @@ class DemoOptions:
     """The first part is the history the flywheel learns from; the rest is live traffic it never saw."""
     shadow_calls: int = 200
     """Live calls sent while new specialists answer in shadow."""
-    max_tasks: int | None = 3
-    max_train_calls: int = 64
+    max_tasks: int | None = None
+    max_train_calls: int | None = None
+    """Training calls per LoRA specialist (None: every curated call of the task)."""
     epochs: int = 3
     max_steps: int | None = None
     eval_calls: int = 30
@@ -105,13 +133,21 @@ class DemoOptions:
     shadow_needed: int = 10
     concurrency: int = 16
     embedder: str = "minilm"
+    traces: Path | None = None
+    """A JSONL file of the user's own calls (`TRACES_HINT`) instead of the bundled traces: the first
+    `history_share` of its lines are the history, the rest the live traffic, replayed in file order."""
+    licences: list[str] | None = None
+    """Licences the base models may have (None: selection's permissive default)."""
+    lora_budget_s: float | None = 540
+    """LoRA training the flywheel pass may start (seconds): the 15-minute budget of `make demo` on 2 cores."""
 
 
 def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> dict:
     """The whole loop on the bundled traces in `home` (emptied first); returns the summary it prints."""
     opts = options or DemoOptions()
     say = console.print if console else print
-    traces = bundled_traces()
+    traces = opts.traces.resolve() if opts.traces else bundled_traces()
+    lines = load_traces(traces, opts.calls)
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     home = home.resolve()
@@ -120,7 +156,6 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
         "[routing]\nrefresh_s = 0.5\n")
     env = os.environ.copy() | {"PROTEGE_HOME": str(home)} | QUIET
     env.pop("OPENAI_API_KEY", None)
-    lines = list(islice(read_jsonl(traces), opts.calls))
     cut = int(len(lines) * opts.history_share)
     history, live = lines[:cut], lines[cut:]
     up_port, gw_port = free_port(), free_port()
@@ -137,11 +172,16 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
             ok, elapsed = agent.send_all(history, opts.concurrency)
             say(f"      {ok}/{len(history)} answered in {elapsed:.1f} s ({len(history) / elapsed:.0f} calls/s)")
 
-            say(f"[3/6] flywheel pass: analyze, curate, select, train, evaluate and gate the {opts.max_tasks or 'all'} "
-                "most valuable tasks")
-            _protege(env, ["flywheel", "run", "--embedder", opts.embedder, "--max-train-calls", str(opts.max_train_calls),
+            scope = f"the {opts.max_tasks} most valuable tasks" if opts.max_tasks else "every task"
+            say(f"[3/6] flywheel pass: find the tasks, curate, then for {scope} build the cheapest specialist "
+                "that passes the gate (answer reuse, classifier, LoRA)")
+            _protege(env, ["flywheel", "run", "--embedder", opts.embedder,
+                           *(["--max-train-calls", str(opts.max_train_calls)] if opts.max_train_calls else []),
                            "--epochs", str(opts.epochs), "--eval-calls", str(opts.eval_calls),
                            *(["--max-tasks", str(opts.max_tasks)] if opts.max_tasks else []),
+                           *[arg for licence in opts.licences or [] for arg in ("--licence", licence)],
+                           *(["--lora-budget-s", str(opts.lora_budget_s)] if opts.lora_budget_s is not None else []),
+                           "--threads", str(len(os.sched_getaffinity(0))),  # the gateway is idle meanwhile
                            *(["--max-steps", str(opts.max_steps)] if opts.max_steps else [])])
             live_start = time.time()
             agent.answers.clear()  # from here on: live traffic, scored against the LLM's reference answers
@@ -175,20 +215,24 @@ class _Agent:
 
         self.base = base
         self.client = openai.OpenAI(base_url=base + "/v1", api_key="demo", max_retries=0, timeout=300)
-        self.answers: list[tuple[dict, dict | None, str]] = []
+        self.answers: list[tuple[dict, dict | None, str, str]] = []
+        """(trace line, the answer, x-protege-served-by, x-protege-task) per call."""
 
     def send(self, line: dict) -> bool:
         import openai
 
         meta = line.get("metadata") or {}
         body = dict(line["request"])
-        body["metadata"] = {"task": str(meta.get("task")), "workload": str(meta.get("workload"))}
+        labels = {k: str(meta[k]) for k in ("task", "workload") if meta.get(k) is not None}
+        if labels:
+            body["metadata"] = {**(body.get("metadata") or {}), **labels}
         try:
             raw = self.client.chat.completions.with_raw_response.create(**body)
         except openai.APIError:
-            self.answers.append((line, None, "error"))
+            self.answers.append((line, None, "error", ""))
             return False
-        self.answers.append((line, raw.parse().model_dump(), raw.headers.get("x-protege-served-by", "")))
+        self.answers.append((line, raw.parse().model_dump(), raw.headers.get("x-protege-served-by", ""),
+                             raw.headers.get("x-protege-task", "")))
         return True
 
     def send_all(self, lines: list[dict], concurrency: int) -> tuple[int, float]:
@@ -222,8 +266,9 @@ def _summarise(home: Path, agent: _Agent, live_start: float, wall_s: float, say,
 
     live = agent.answers
     by_task: dict[str, list] = {}
-    for line, answer, served_by in live:
-        by_task.setdefault(str((line.get("metadata") or {}).get("task")), []).append((line, answer, served_by))
+    for line, answer, served_by, task in live:  # the trace's own task label, else the one protege found
+        label = (line.get("metadata") or {}).get("task") or task or "(no task)"
+        by_task.setdefault(str(label), []).append((line, answer, served_by))
     quality, served, served_valid, tasks = [], 0, 0, {}
     for label, items in by_task.items():
         refs = [response_message(line["response"]) or {} for line, _, _ in items]

@@ -25,6 +25,12 @@ def new_call_id() -> str:
     return f"{int(time.time() * 1000):012x}{random.getrandbits(48):012x}"
 
 
+def call_scope(workload: str | None, client: str | None) -> str:
+    """Who made a call: its workload and the name of the key it came with. Answers learnt from one
+    scope's calls (answer reuse) are never served to another."""
+    return f"{workload or ''}\x1f{client or ''}"
+
+
 def content_call_id(request: dict, response: dict | None) -> str:
     """A deterministic id for an imported call, so that importing the same line twice is a no-op."""
     blob = orjson.dumps({"request": request, "response": response}, option=orjson.OPT_SORT_KEYS)

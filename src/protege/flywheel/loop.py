@@ -9,11 +9,14 @@
    held-out split per task;
 4. pick the tasks worth a specialist (most valuable first: monthly savings, then volume) that
    need one: none yet, `retrain_growth` more calls than its specialist saw, or demoted;
-5. select + train: `train_task` (selection picks the base unless `model` is set) into a new
-   versioned folder, so a serving specialist is never overwritten;
-6. evaluate + calibrate as served (llama.cpp, pruned prompt, constrained decoding), base and
-   LLM rows beside it → eval.json and calibration.json;
-7. gate: `judge_calibration` promotes (to shadow first, by default) or holds, with evidence.
+5. climb the ladder of specialist kinds (`protege.train.kinds`), cheapest first: answer reuse and
+   the encoder classifier for every task (seconds each), then LoRA training for the tasks still
+   unserved, the most saving per training token first, inside `lora_budget_s`; each build goes
+   into a new versioned folder `vN-KIND`, so a serving specialist is never overwritten;
+6. evaluate + calibrate each as served (its `Responder`: for LoRA llama.cpp, pruned prompt,
+   constrained decoding) on its held-out calls → eval.json and calibration.json;
+7. gate: `judge_calibration` promotes the first kind that passes (to shadow first, by default) or
+   holds, and the decision records every candidate's evidence (`Ladder.decide`).
 
 `watch` runs a pass in a child process (so a training run never shares memory or a GIL with
 anything serving) whenever enough new calls arrived or a route changed, and reviews live
@@ -34,10 +37,16 @@ from typing import Any
 
 from protege.config import Settings
 from protege.records import CallRecord
-from protege.route.gates import apply_verdict, judge_calibration, live_stats, review_live
+from protege.route.gates import Verdict, apply_verdict, judge_calibration, live_stats, review_live
 from protege.store.base import CallFilter, Store
+from protege.train.kinds import TaskData, output_kind_of
 
 log = logging.getLogger(__name__)
+
+MIN_LORA_S = 30.0
+"""A LoRA training gets at least this much of the pass's budget, or does not start."""
+FREE_TEXT_REASON = ("free text: the task metric (ROUGE-L against the LLM's own answer) cannot show 98% of the LLM's "
+                    "quality, so the LLM keeps it; with an LLM judge configured, `--train-text` trains one")
 
 
 @dataclass
@@ -50,7 +59,17 @@ class FlywheelOptions:
     """Only these task ids."""
     model: str | None = None
     """Base model for every specialist (None: selection chooses per task)."""
-    max_train_calls: int = 200
+    max_train_calls: int | None = None
+    """Training calls for a generative (LoRA) specialist: None uses every curated call of the task."""
+    kinds: list[str] | None = None
+    """Only these specialist kinds (None: every registered kind, cheapest first)."""
+    licences: list[str] | None = None
+    """Licences the base model may have (None: selection's permissive default list)."""
+    lora_budget_s: float | None = None
+    """Seconds of LoRA training in a pass (None: no limit): the tasks that save the most per training token go
+    first, each with an equal share of what is left (its optimizer steps stop there)."""
+    train_text: bool = False
+    """Also train LoRA specialists for free-text tasks (only worth it with an LLM judge, see docs/routing.md)."""
     eval_calls: int = 40
     epochs: int = 3
     batch_size: int = 8
@@ -90,12 +109,21 @@ def review_routes(store: Store, settings: Settings, say: Callable[[str], None] =
         records = [r for r in store.iter_calls(CallFilter(since=route.updated_ts, task_id=task_id))]
         records = records[-policy.live_window:]
         shadows = store.shadow_results(task_id, since=route.updated_ts)[-policy.live_window:]
-        verdict = review_live(route, live_stats(records, shadows, route.min_confidence), policy)
+        verdict = review_live(route, live_stats(records, shadows, route.min_confidence), policy,
+                              _calibrated_coverage(store, task_id, route.specialist))
         apply_verdict(store, task_id, verdict, actor="monitor")
         if verdict.action != "keep":
             say(f"{task_id}: {verdict.action} {route.mode} → {verdict.mode_to} ({verdict.reason})")
         out.append({"task": task_id, "action": verdict.action, "mode": verdict.mode_to, "reason": verdict.reason})
     return out
+
+
+def _calibrated_coverage(store: Store, task_id: str, specialist: str | None) -> float:
+    """The share of calls the serving specialist's calibration expected it to answer (1.0 if unknown)."""
+    for decision in store.decisions(task_id, limit=20):
+        if decision.specialist == specialist and "coverage" in decision.evidence:
+            return float(decision.evidence["coverage"])
+    return 1.0
 
 
 def _trained_calls(folder: str | None) -> int:
@@ -133,7 +161,7 @@ def _next_folder(task_id: str) -> Path:
 
     root = default_folder(task_id)
     root.mkdir(parents=True, exist_ok=True)
-    versions = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()]
+    versions = [int(p.name[1:].split("-")[0]) for p in root.glob("v*") if p.name[1:].split("-")[0].isdigit()]
     return root / f"v{max(versions, default=0) + 1}"
 
 
@@ -167,7 +195,7 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
     splits = curate_calls(records, scrubber=Scrubber(mode="fake"), test_share=opts.test_share,
                           seed=opts.seed).datasets
     profiles = sorted(analysis.profiles, key=lambda p: (-p.monthly_savings_usd[0], -p.calls))
-    chosen = 0
+    ladders: list[Ladder] = []
     for profile in profiles:
         task_id = profile.task_id
         if opts.tasks is not None and task_id not in opts.tasks:
@@ -179,85 +207,182 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
         if reason is None:
             report.skipped[task_id] = "its specialist is current"
             continue
-        if opts.max_tasks is not None and chosen >= opts.max_tasks:
+        if opts.max_tasks is not None and len(ladders) >= opts.max_tasks:
             report.skipped[task_id] = f"over --max-tasks {opts.max_tasks} this pass"
             continue
-        chosen += 1
         split = splits.get(task_id)
-        if split is None or not split.test:
-            report.skipped[task_id] = "no held-out calls after curation"
-            continue
         say(f"{task_id} ({profile.calls} calls, {profile.output_kind}): {reason}")
-        report.trained.append(train_and_gate(store, settings, task_id, split.train, split.test, opts, pool=pool,
-                                             say=say))
+        history = sorted((r for r in records if r.task_id == task_id), key=lambda r: r.ts)
+        data = TaskData(task_id, output_kind_of(history), split.train if split else [], split.test if split else [],
+                        history)
+        ladders.append(Ladder(store, settings, data, opts, profile.monthly_savings_usd[0], say))
+    own_pool = pool is None
+    try:
+        for ladder in ladders:  # the cheap kinds first, for every task: seconds each
+            pool = ladder.climb(lambda kind: kind.name != "lora", pool)
+        # then LoRA training, where it pays most per training token, inside the pass's budget
+        for ladder in ladders:  # LoRA's own reasons not to train (free text, no held-out calls) come first
+            if ladder.chosen is None:
+                ladder.climb(lambda kind: kind.name == "lora" and ladder.unfit(kind) is not None, pool)
+        waiting = sorted((lad for lad in ladders if lad.chosen is None and not lad.tried("lora")),
+                         key=lambda lad: -lad.value_per_token())
+        lora_started = time.time()
+        for i, ladder in enumerate(waiting):
+            if opts.lora_budget_s is not None:  # an equal share of what is left for each task still waiting
+                left = opts.lora_budget_s - (time.time() - lora_started)
+                if left < MIN_LORA_S:
+                    ladder.candidates.append({"kind": "lora", "verdict": "skip", "reason": (
+                        f"the pass's LoRA training budget ({opts.lora_budget_s:.0f} s, --lora-budget-s) went to "
+                        "tasks that save more per training token; the next pass tries again")})
+                    continue
+                ladder.build.max_train_s = left / (len(waiting) - i)
+            pool = ladder.climb(lambda kind: kind.name == "lora", pool)
+    finally:
+        if own_pool and pool is not None:
+            pool.close()
+    report.trained = [ladder.decide() for ladder in ladders]
     report.wall_s = round(time.time() - started, 1)
     return report
 
 
-def train_and_gate(store: Store, settings: Settings, task_id: str, train: list[CallRecord], test: list[CallRecord],
-                   opts: FlywheelOptions, *, pool: Any = None, say: Callable[[str], None] = log.info) -> dict:
-    """Train a specialist for one task, evaluate and calibrate it as served, and put it through the gate."""
-    from protege.models.llamacpp import usable_cores
-    from protege.models.serving import LocalModelPool
-    from protege.route.calibrate import evaluate_served
-    from protege.train.artifact import EVAL_REPORT, load_specialist, write_manifest
-    from protege.train.commands import train_task
-    from protege.train.examples import as_examples
-    from protege.train.trainer import TrainConfig
+def _llm_usd_per_call(records: list[CallRecord]) -> float | None:
+    costs = [r.cost_usd for r in records if r.cost_usd is not None]
+    return sum(costs) / len(costs) if costs else None
 
-    folder = _next_folder(task_id)
-    t0 = time.time()
-    threads = opts.threads or max(1, usable_cores() - 1)
-    config = TrainConfig(epochs=opts.epochs, max_steps=opts.max_steps, seed=opts.seed, threads=threads,
-                         batch_size=opts.batch_size)
-    last = [0.0]
 
-    def progress(p) -> None:  # a line every 15 s, so a long run shows it is moving
-        if time.time() - last[0] >= 15 or p.step == p.total_steps:
-            last[0] = time.time()
+class Ladder:
+    """One task climbing the ladder of specialist kinds, cheapest first: each kind that fits is built,
+    evaluated and calibrated as served on its held-out calls, and gated; the first that passes is
+    promoted. Every candidate's evidence (or why it was skipped) goes into the recorded decision."""
+
+    def __init__(self, store: Store, settings: Settings, task: TaskData, opts: FlywheelOptions, value_usd: float,
+                 say: Callable[[str], None]):
+        from protege.models.llamacpp import usable_cores
+        from protege.train.kinds import BuildOptions
+
+        self.store, self.settings, self.task, self.opts, self.say = store, settings, task, opts, say
+        self.value_usd = value_usd
+        self.version = _next_folder(task.task_id)
+        self.threads = opts.threads or max(1, usable_cores() - 1)
+        self.policy = settings.gates.for_task(task.task_id)
+        self.current = store.routes().get(task.task_id)
+        self.llm_usd = _llm_usd_per_call(task.history or task.test)
+        self.candidates: list[dict] = []
+        self.chosen: tuple[Verdict, Path, Any] | None = None
+        self._last_progress = 0.0
+        self.build = BuildOptions(seed=opts.seed, threads=self.threads, model=opts.model,
+                                  max_train_calls=opts.max_train_calls, epochs=opts.epochs, batch_size=opts.batch_size,
+                                  max_steps=opts.max_steps, licences=opts.licences, on_progress=self._progress)
+
+    def _progress(self, p) -> None:  # a line every 15 s, so a long run shows it is moving
+        if time.time() - self._last_progress >= 15 or p.step == p.total_steps:
+            self._last_progress = time.time()
             loss = f", loss {p.loss:.3f}" if p.loss is not None else ""
             speed = f", {p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else ""
-            say(f"  {task_id}: {p.phase} step {p.step}/{p.total_steps}{loss}{speed}")
+            self.say(f"  {self.task.task_id}: {p.phase} step {p.step}/{p.total_steps}{loss}{speed}")
 
-    outcome = train_task(task_id, model=opts.model, records=train[: opts.max_train_calls], test_records=test,
-                         out=folder, config=config, evaluate=False, on_progress=progress)
-    train_s = time.time() - t0
-    spec = load_specialist(folder)
-    if spec.gguf_adapter is None:
-        say(f"{task_id}: no GGUF adapter ({spec.manifest.get('gguf_export_error')}); it cannot be served")
-        return {"task": task_id, "folder": str(folder), "error": "gguf export failed"}
-    own_pool = pool is None
-    pool = pool or LocalModelPool(models=[spec.base_model], runtime_options={"n_threads": threads})
-    try:
-        name = f"eval-{folder.parent.name}-{folder.name}"
-        pool.register_adapter(spec.base_model, name, spec.gguf_adapter)
-        runtime = pool.resolve(f"{spec.base_model}:{name}")
-        runtime.base.set_prompt_format(name, spec.prompt_format.render)
-        examples = as_examples(test)[: opts.eval_calls]
-        longest = max(len(str(ex.answer)) for ex in examples)
-        policy = settings.gates.for_task(task_id)
-        report, cal = evaluate_served(runtime, examples, quality_ratio=policy.min_quality_ratio,
-                                      base=pool.resolve(spec.base_model) if opts.compare_base else None, max_tokens=min(1024, longest // 2 + 64),
-                                      task=task_id, output_kind=spec.manifest.get("output_kind"),
-                                      runtime_name="llama.cpp")
-        pool.unregister_adapter(spec.base_model, name)
-    finally:
-        if own_pool:
-            pool.close()
-    (folder / EVAL_REPORT).write_text(report.to_json())
-    cal.save(folder)
-    write_manifest(folder, {k: v for k, v in spec.manifest.items() if k not in ("format_version", "created", "files")})
-    current = store.routes().get(task_id)
-    verdict = judge_calibration(cal, policy, current.mode if current else "off")
-    verdict.evidence["trained_calls"] = len(train) + len(test)
-    apply_verdict(store, task_id, verdict, specialist=str(folder), min_confidence=cal.threshold)
-    base_row = report.rows[0] if report.rows[0].name == "base zero-shot" else None
-    say(f"{task_id}: {verdict.action} → {verdict.mode_to}: {verdict.reason}"
-        + (f" (base {base_row.headline:.2f})" if base_row else ""))
-    return {"task": task_id, "folder": str(folder), "action": verdict.action, "mode": verdict.mode_to,
-            "reason": verdict.reason, "quality": cal.quality, "base_quality": base_row.headline if base_row else None,
-            "coverage": cal.coverage, "threshold": cal.threshold, "train_s": round(train_s, 1),
-            "eval_s": round(time.time() - t0 - train_s, 1), "steps": outcome.result.steps}
+    def value_per_token(self) -> float:
+        """Monthly saving per character of training text (what changes in the prompt, and the answer)."""
+        from protege.train.format import response_message, target_text
+        from protege.train.kinds import user_text
+
+        chars = sum(len(user_text(r.request)) + len(target_text(response_message(r.response) or {}))
+                    for r in self.task.train[: self.opts.max_train_calls])
+        return self.value_usd / max(1, chars)
+
+    def unfit(self, kind: Any) -> str | None:
+        """Why `kind` will not be built for this task (None: it will)."""
+        reason = kind.unfit(self.task)
+        if reason is None and kind.name == "lora" and self.task.output_kind == "text" and not self.opts.train_text:
+            reason = FREE_TEXT_REASON
+        if reason is None and not kind.heldout(self.task):
+            reason = "no held-out calls to judge it on (after curation)"
+        return reason
+
+    def tried(self, kind_name: str) -> bool:
+        return any(c["kind"] == kind_name for c in self.candidates)
+
+    def climb(self, which: Callable[[Any], bool], pool: Any) -> Any:
+        """Try the kinds `which` selects until one passes; returns the `LocalModelPool` (made when needed)."""
+        from protege.train.kinds import kinds
+
+        for kind in kinds():
+            if self.chosen is not None:
+                break
+            if not which(kind) or (self.opts.kinds is not None and kind.name not in self.opts.kinds):
+                continue
+            reason = self.unfit(kind)
+            if reason is not None:
+                self.candidates.append({"kind": kind.name, "verdict": "skip", "reason": reason})
+                continue
+            if kind.name == "lora" and pool is None:
+                from protege.models.serving import LocalModelPool
+
+                pool = LocalModelPool()  # llama.cpp's own default: decoding on half the cores (spin-wait)
+            self._try(kind, pool)
+        return pool
+
+    def _try(self, kind: Any, pool: Any) -> None:
+        from protege.route.calibrate import evaluate_served
+        from protege.train.artifact import EVAL_REPORT, write_manifest
+
+        task_id = self.task.task_id
+        folder = self.version.with_name(f"{self.version.name}-{kind.name}")
+        t0 = time.time()
+        self.say(f"  {task_id}: building a {kind.name} specialist")
+        try:
+            kind.build(self.task, folder, self.build)
+            train_s = time.time() - t0
+            responder = kind.open(folder, pool, heldout=True)
+            examples = kind.heldout(self.task)
+            if kind.name == "lora":  # generation is the slow part: a sample of the held-out calls
+                examples = examples[: self.opts.eval_calls]
+            longest = max(len(str(ex.answer)) for ex in examples)
+            report, cal = evaluate_served(responder, examples, quality_ratio=self.policy.min_quality_ratio,
+                                          max_tokens=min(1024, longest // 2 + 64), task=task_id,
+                                          output_kind=self.task.output_kind, runtime_name=kind.name)
+        except Exception as exc:  # noqa: BLE001 - one kind failing must not stop the ladder
+            log.exception("building the %s specialist of %s failed", kind.name, task_id)
+            self.candidates.append({"kind": kind.name, "verdict": "error", "reason": f"{type(exc).__name__}: {exc}"})
+            return
+        (folder / EVAL_REPORT).write_text(report.to_json())
+        cal.save(folder)
+        manifest = json.loads((folder / "specialist.json").read_text())
+        write_manifest(folder, {k: v for k, v in manifest.items() if k not in ("format_version", "created", "files")})
+        verdict = judge_calibration(cal, self.policy, self.current.mode if self.current else "off",
+                                    llm_usd_per_call=self.llm_usd, usd_per_hour=self.settings.routing.local_usd_per_hour)
+        self.candidates.append({
+            "kind": kind.name, "folder": str(folder), "verdict": verdict.action, "reason": verdict.reason,
+            "n": cal.n, "metric": cal.headline_metric, "quality": cal.quality, "quality_ci": list(cal.quality_ci),
+            "coverage": cal.coverage, "threshold": cal.threshold, "routed_quality": cal.routed_quality,
+            "valid_rate": cal.valid_rate, "served_valid_rate": cal.served_valid_rate,
+            "latency_p50_ms": cal.latency_p50_ms, "saving_usd_per_call": verdict.evidence["saving_usd_per_call"],
+            "train_s": round(train_s, 1), "eval_s": round(time.time() - t0 - train_s, 1)})
+        self.say(f"  {task_id}: {kind.name}: {verdict.action}: {verdict.reason}")
+        if verdict.action == "promote":
+            verdict.reason = f"{kind.name}: {verdict.reason}"
+            self.chosen = (verdict, folder, cal)
+
+    def decide(self) -> dict:
+        """Record the gate's decision for the task: the promoted kind, or a hold saying why each kind failed."""
+        task_id = self.task.task_id
+        if self.chosen is not None:
+            verdict, folder, cal = self.chosen
+        else:
+            tried = [c for c in self.candidates if c["verdict"] != "skip"]
+            reason = "; ".join(f"{c['kind']}: {c['reason']}" for c in tried) or "no specialist kind fits this task"
+            verdict = Verdict("hold", self.current.mode if self.current else "off", reason, {})
+            folder = cal = None
+        verdict.evidence["candidates"] = self.candidates
+        verdict.evidence["trained_calls"] = len(self.task.train) + len(self.task.test)
+        apply_verdict(self.store, task_id, verdict, specialist=str(folder) if folder else None,
+                      min_confidence=cal.threshold if cal else None)
+        self.say(f"{task_id}: {verdict.action} → {verdict.mode_to}: {verdict.reason}")
+        best = next((c for c in self.candidates if c["verdict"] == "promote"), None)
+        return {"task": task_id, "action": verdict.action, "mode": verdict.mode_to, "reason": verdict.reason,
+                "kind": best["kind"] if best else None, "folder": str(folder) if folder else None,
+                "quality": cal.quality if cal else None, "coverage": cal.coverage if cal else None,
+                "threshold": cal.threshold if cal else None, "candidates": self.candidates}
 
 
 def watch(store_url: str | None, *, interval_s: float = 60.0, min_new_calls: int = 200, config: str | None = None,

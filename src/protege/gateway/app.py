@@ -310,7 +310,7 @@ async def chat_completions(request: Request) -> Response:
     if upstream is None:
         return _error(404, f"No upstream serves model {model!r}. Add one with --upstream URL or an [[upstreams]] entry "
                       "whose models match it in protege.toml.", code="model_not_found", param="model")
-    decision = gw.router.decide(body, request.headers, record.id) if gw.router is not None else None
+    decision = gw.router.decide(body, request.headers, record.id, caller.name) if gw.router is not None else None
     if decision is not None:
         record.task_id = decision.task_id
         record.metadata["route"] = decision.metadata()
@@ -385,7 +385,7 @@ async def _try_specialist(gw: Gateway, decision: RouteDecision, body: dict, reco
         gw.metrics.fallbacks.labels(decision.task_id or "", got.fallback_reason or "").inc()
         return None
     response = got.completion
-    response["model"] = f"{decision.specialist.runtime.base.model_id}:{decision.task_id}"
+    response["model"] = f"{decision.specialist.responder.model_name}:{decision.task_id}"
     record.served_by = f"specialist:{decision.task_id}"
     record.response = response
     record.latency_ms = record.ttft_ms = (time.perf_counter() - t0) * 1000

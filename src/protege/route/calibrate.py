@@ -1,8 +1,10 @@
 """Evaluate and calibrate a specialist where it will serve: its held-out calls through the serving runtime.
 
-Each held-out call is answered by the specialist as the gateway would answer it (same runtime,
-pruned prompt, constrained decoding) with its confidence (`Generation.confidence`: the smallest
-top-1/top-2 probability margin over the decoded tokens). Sorting by confidence gives the
+Each held-out call is answered by the specialist as the gateway would answer it (its `Responder`:
+for a LoRA specialist the same runtime, pruned prompt and constrained decoding) with its
+confidence (LoRA: `Generation.confidence`, the smallest top-1/top-2 probability margin over the
+decoded tokens; classifier: the head's probability; reuse: how consistently the request was
+answered). Sorting by confidence gives the
 trade-off curve: at threshold t the specialist answers the calls with confidence >= t and a valid
 output, the LLM answers the rest, and the routed quality is the mix. The chosen threshold is the
 lowest (most calls served) whose routed quality still meets the gate's quality ratio.
@@ -91,13 +93,15 @@ def _scored_candidate(name: str, runtime: Any, max_tokens: int):
         def answer(self, example: Example) -> Answer:
             start = time.perf_counter()
             try:
-                completion, confidence = self.runtime.complete_scored(self.build_request(example))
+                completion, confidence = self.runtime.respond(self.build_request(example), example.scope)
             except RuntimeRequestError as exc:
                 self.confidences[example.id] = None
                 latency = (time.perf_counter() - start) * 1000
                 return Answer(None, latency, local_cost(latency, self.usd_per_hour), exc.message[:300])
             self.confidences[example.id] = confidence
             latency = (time.perf_counter() - start) * 1000
+            if completion is None:  # nothing to say (answer reuse: never asked before): the LLM answers
+                return Answer(None, latency, local_cost(latency, self.usd_per_hour), "no answer")
             if completion["choices"][0]["finish_reason"] == "length":  # the router never serves a cut-off answer
                 return Answer(None, latency, local_cost(latency, self.usd_per_hour), f"cut off at {self.max_tokens} tokens")
             return Answer(completion["choices"][0]["message"], latency, local_cost(latency, self.usd_per_hour))
@@ -133,7 +137,7 @@ def evaluate_served(specialist: Any, examples: Sequence[Example], *, quality_rat
                     max_tokens: int = 256, task: str | None = None, output_kind: str | None = None,
                     runtime_name: str = "", on_example: Callable[[str, int, int], None] | None = None,
                     ) -> tuple[Any, Calibration]:
-    """Evaluate a specialist as served (`specialist`: a runtime with `complete_scored`), with the base model
+    """Evaluate a specialist as served (`specialist`: a `protege.train.kinds.Responder`), with the base model
     (`base`, optional) and the LLM reference beside it; returns the `EvalReport` and the `Calibration`."""
     from protege.evaluate.harness import ReferenceCandidate, RuntimeCandidate, evaluate
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from protege.config import GatePolicy
+from protege.pricing import LOCAL_USD_PER_HOUR, local_cost
 from protege.records import CallRecord
 from protege.route.calibrate import Calibration
 from protege.store.base import Decision, Route, ShadowResult, Store
@@ -30,14 +31,26 @@ class Verdict:
     evidence: dict = field(default_factory=dict)
 
 
-def judge_calibration(cal: Calibration, policy: GatePolicy, current_mode: str = "off") -> Verdict:
-    """Promote or hold a (new) specialist on its held-out calibration."""
+def expected_saving(cal: Calibration, llm_usd_per_call: float | None, usd_per_hour: float) -> float | None:
+    """USD saved per call of the task: the served share pays no LLM, every call pays the specialist's time
+    (a fallback pays both). None when the LLM's price is unknown."""
+    if llm_usd_per_call is None:
+        return None
+    return cal.coverage * llm_usd_per_call - local_cost(cal.latency_p50_ms or 0.0, usd_per_hour)
+
+
+def judge_calibration(cal: Calibration, policy: GatePolicy, current_mode: str = "off", *,
+                      llm_usd_per_call: float | None = None, usd_per_hour: float = LOCAL_USD_PER_HOUR) -> Verdict:
+    """Promote or hold a (new) specialist on its held-out calibration: quality at the threshold, validity,
+    enough evidence, and a served share whose expected saving is positive."""
     ratio = cal.routed_quality / cal.reference_quality if cal.reference_quality else 0.0
+    saving = expected_saving(cal, llm_usd_per_call, usd_per_hour)
     evidence = {
         "n": cal.n, "metric": cal.headline_metric, "quality": cal.quality, "quality_ci": list(cal.quality_ci),
         "valid_rate": cal.valid_rate, "served_valid_rate": cal.served_valid_rate, "threshold": cal.threshold, "coverage": cal.coverage,
         "routed_quality": cal.routed_quality, "reference_quality": cal.reference_quality,
-        "quality_ratio": round(ratio, 4), "policy": policy.model_dump(),
+        "quality_ratio": round(ratio, 4), "latency_p50_ms": cal.latency_p50_ms,
+        "llm_usd_per_call": llm_usd_per_call, "saving_usd_per_call": saving, "policy": policy.model_dump(),
     }
     failures = []
     if cal.n < policy.min_examples:
@@ -48,6 +61,9 @@ def judge_calibration(cal: Calibration, policy: GatePolicy, current_mode: str = 
         failures.append(f"routed {cal.headline_metric} {ratio:.1%} of the LLM's, needs {policy.min_quality_ratio:.0%}")
     if cal.coverage < policy.min_coverage:
         failures.append(f"answers {cal.coverage:.0%} of calls at the calibrated threshold, needs {policy.min_coverage:.0%}")
+    elif saving is not None and saving <= 0:
+        failures.append(f"serving {cal.coverage:.0%} of calls would cost more than it saves "
+                        f"({saving * 1000:+.4f} USD per 1,000 calls)")
     if failures:
         return Verdict("hold", "off" if current_mode == "off" else current_mode, "; ".join(failures), evidence)
     mode = "shadow" if policy.shadow_first else "on"
@@ -103,8 +119,9 @@ def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult],
     return stats
 
 
-def review_live(route: Route, stats: LiveStats, policy: GatePolicy) -> Verdict:
-    """Shadow → on, or demotion, from live evidence; "keep" when there is not enough of it."""
+def review_live(route: Route, stats: LiveStats, policy: GatePolicy, coverage: float = 1.0) -> Verdict:
+    """Shadow → on, or demotion, from live evidence; "keep" when there is not enough of it. `coverage`: the
+    share of calls the calibration expected the specialist to answer (the rest fall back by design)."""
     evidence = {"routed": stats.routed, "served": stats.served, "fallback_rate": round(stats.fallback_rate, 4),
                 "invalid_rate": round(stats.invalid_rate, 4), "shadow_calls": stats.shadow,
                 "shadow_agreement": None if stats.shadow_agreement is None else round(stats.shadow_agreement, 4)}
@@ -120,9 +137,10 @@ def review_live(route: Route, stats: LiveStats, policy: GatePolicy) -> Verdict:
         if stats.invalid_rate > policy.max_invalid_rate:
             return Verdict("demote", "off", f"{stats.invalid_rate:.1%} invalid outputs live, allows "
                            f"{policy.max_invalid_rate:.0%}", evidence)
-        if stats.fallback_rate > policy.max_fallback_rate:
+        allowed = min(1.0, 1.0 - coverage + policy.max_fallback_rate)
+        if stats.fallback_rate > allowed:
             return Verdict("demote", "off", f"{stats.fallback_rate:.1%} of calls fell back to the LLM, allows "
-                           f"{policy.max_fallback_rate:.0%}", evidence)
+                           f"{allowed:.0%} ({1 - coverage:.0%} calibrated + {policy.max_fallback_rate:.0%})", evidence)
     return Verdict("keep", route.mode, "within thresholds", evidence)
 
 

@@ -9,9 +9,10 @@ answers a stable share of the calls (by call id); `on` → the specialist answer
 audited sample (`[routing] audit_share`) that the LLM answers with the specialist in shadow, so
 live quality drift stays measurable.
 
-`answer` runs the specialist (pruned prompt, constrained decoding, validation) and says whether
-its output may be served: not when decoding failed, was cut off or (label tasks) is not one of
-the task's labels (`invalid_output`, or
+`answer` asks the specialist's `Responder` (any kind: answer reuse, classifier, LoRA with its
+pruned prompt and constrained decoding) and says whether its output may be served: not when it has
+no answer for the request (`no_match`: answer reuse never saw it in the caller's scope), decoding
+failed, was cut off or (label tasks) is not one of the task's labels (`invalid_output`, or
 `specialist_error` for anything else the runtime refused) or when its confidence is under the
 route's calibrated threshold (`low_confidence`); the gateway then asks the LLM, so the caller
 always gets an answer.
@@ -38,6 +39,7 @@ from protege.evaluate.metrics import normalize_label
 from protege.models.errors import InvalidOutputError, RuntimeRequestError
 from protege.models.serving import LocalModelPool
 from protege.route.calibrate import Calibration
+from protege.records import call_scope
 from protege.store.base import Route, ShadowResult, Store
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,18 @@ DEFAULT_MAX_TOKENS = 512
 AGREEMENT = {"tool_call": 0.999, "json": 0.999, "label": 0.999, "text": 0.6}
 """Headline score at which a shadow answer counts as agreeing with the LLM's."""
 MAX_PENDING_SHADOWS = 64
+WORKLOAD_HEADER = "x-protege-workload"
 
 
 @dataclass
-class Specialist:
+class ServedSpecialist:
     """A promoted specialist as the router serves it."""
 
     task_id: str
     folder: str
-    runtime: Any
+    responder: Any
+    """Its `protege.train.kinds.Responder`."""
+    kind: str
     output_kind: str
     max_tokens: int
     labels: frozenset[str] = frozenset()
@@ -68,13 +73,16 @@ class RouteDecision:
     mode: str | None = None
     serve: bool = False
     shadow: bool = False
-    specialist: Specialist | None = None
+    specialist: ServedSpecialist | None = None
     min_confidence: float | None = None
     human_facing: bool = False
+    scope: str | None = None
+    """Who asks (`protege.records.call_scope`): answer reuse stays inside it."""
 
     def metadata(self) -> dict:
         return {"task": self.task_id, "via": self.via, "mode": self.mode, "human_facing": self.human_facing,
-                "specialist": self.specialist.folder if self.specialist else None, "attempted": self.serve,
+                "specialist": self.specialist.folder if self.specialist else None,
+                "kind": self.specialist.kind if self.specialist else None, "attempted": self.serve,
                 "fallback": False, "fallback_reason": None, "confidence": None, "specialist_latency_ms": None}
 
 
@@ -96,7 +104,7 @@ class _State:
     version: tuple = ()
     assigner: Any = None
     routes: dict[str, Route] = field(default_factory=dict)
-    specialists: dict[str, Specialist] = field(default_factory=dict)
+    specialists: dict[str, ServedSpecialist] = field(default_factory=dict)
 
 
 def _truthy(value: Any) -> bool:
@@ -186,25 +194,20 @@ class Router:
             return None
         return TaskAssigner(catalog, embedder=False)
 
-    def _load_specialist(self, task_id: str, folder: str) -> Specialist:
-        from protege.train.artifact import load_specialist
+    def _load_specialist(self, task_id: str, folder: str) -> ServedSpecialist:
+        from protege.train.kinds import open_specialist
 
-        spec = load_specialist(folder)
-        if spec.gguf_adapter is None:
-            raise FileNotFoundError(f"{folder} has no adapter.gguf: re-export it or retrain with GGUF export on")
-        base = spec.base_model
-        name = f"{task_id}-{hashlib.blake2b(str(spec.gguf_adapter.resolve()).encode(), digest_size=4).hexdigest()}"
-        self.pool.register_adapter(base, name, spec.gguf_adapter)
-        runtime = self.pool.resolve(f"{base}:{name}")
-        runtime.base.set_prompt_format(name, spec.prompt_format.render)
+        manifest, responder = open_specialist(folder, self.pool)
         cal = Calibration.load(folder)
         max_tokens = cal.max_tokens if cal is not None else DEFAULT_MAX_TOKENS
         labels = frozenset(cal.labels) if cal is not None else frozenset()
-        return Specialist(task_id, folder, runtime, spec.manifest.get("output_kind") or "text", max_tokens, labels)
+        return ServedSpecialist(task_id, folder, responder, manifest.get("kind", "lora"),
+                                manifest.get("output_kind") or "text", max_tokens, labels)
 
     # -- per request ------------------------------------------------------------------------------
-    def decide(self, request: dict, headers: Any, call_id: str) -> RouteDecision | None:
-        """None while there is no task catalog yet (nothing to route, nothing recorded)."""
+    def decide(self, request: dict, headers: Any, call_id: str, client: str | None = None) -> RouteDecision | None:
+        """None while there is no task catalog yet (nothing to route, nothing recorded). `client`: the name of
+        the caller's key (None in open mode)."""
         state = self._state
         if state.assigner is None:
             return None
@@ -212,7 +215,9 @@ class Router:
         if _truthy(headers.get(self.human_header, "")) or _truthy(meta.get("human_facing", "")):
             return RouteDecision(None, "human_facing", human_facing=True)
         assignment = state.assigner.explain(request, allow_embedding=False)
-        decision = RouteDecision(assignment.task_id, assignment.via)
+        workload = headers.get(WORKLOAD_HEADER) or (meta.get("workload") if isinstance(meta.get("workload"), str)
+                                                     else None)
+        decision = RouteDecision(assignment.task_id, assignment.via, scope=call_scope(workload, client))
         route = state.routes.get(assignment.task_id) if assignment.task_id else None
         if route is None:
             return decision
@@ -239,7 +244,7 @@ class Router:
         body["max_tokens"] = min(int(asked), specialist.max_tokens)
         start = time.perf_counter()
         try:
-            completion, confidence = specialist.runtime.complete_scored(body)
+            completion, confidence = specialist.responder.respond(body, decision.scope)
         except InvalidOutputError as exc:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "invalid_output", exc.message)
         except RuntimeRequestError as exc:
@@ -249,6 +254,8 @@ class Router:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "specialist_error",
                                     f"{type(exc).__name__}: {exc}")
         latency = (time.perf_counter() - start) * 1000
+        if completion is None:
+            return SpecialistAnswer(None, None, latency, "no_match", "the specialist has no answer for this request")
         choice = completion["choices"][0]
         if choice["finish_reason"] == "length":
             return SpecialistAnswer(completion, confidence, latency, "invalid_output",
@@ -279,10 +286,13 @@ class Router:
             specialist = decision.specialist
             assert specialist is not None
             reference = response_message(llm_response) or {}
-            got = self.answer(RouteDecision(decision.task_id, decision.via, specialist=specialist), request)
+            got = self.answer(RouteDecision(decision.task_id, decision.via, specialist=specialist,
+                                            scope=decision.scope), request)
             message = got.completion["choices"][0]["message"] if got.completion and got.fallback_reason is None else None
             kind = specialist.output_kind
             labels = {normalize_label(reference.get("content"))} if kind == "label" else set()
+            if got.fallback_reason == "no_match":
+                return  # nothing the specialist would have served: nothing to compare
             scores, valid = score_answer(kind, Answer(message), Example(call_id, request, reference), labels)
             score = float(scores.get(HEADLINE[kind], 0.0))
             self.store.add_shadow_result(ShadowResult(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protege.records import CallRecord, content_call_id
+from protege.records import CallRecord, call_scope, content_call_id
 from protege.train.format import response_message
 
 
@@ -30,6 +30,8 @@ class Example:
     latency_ms: float | None = None
     cost_usd: float | None = None
     task: str | None = None
+    scope: str | None = None
+    """Who asked (`protege.records.call_scope`): answer reuse never crosses scopes."""
 
 
 def example_from_record(record: CallRecord) -> Example | None:
@@ -38,7 +40,8 @@ def example_from_record(record: CallRecord) -> Example | None:
     message = response_message(record.response)
     if not message or not (message.get("content") or message.get("tool_calls")):
         return None
-    return Example(record.id, record.request, message, record.latency_ms, record.cost_usd, record.task_id)
+    return Example(record.id, record.request, message, record.latency_ms, record.cost_usd, record.task_id,
+                   call_scope(record.workload, record.client))
 
 
 def example_from_line(row: dict) -> Example | None:

@@ -46,6 +46,10 @@ class TrainConfig:
     """Passes over the training examples (early stopping may end sooner)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps, whatever `epochs` says."""
+    max_train_s: float | None = None
+    """A time budget for the optimizer steps: after each step the plan shrinks to the steps that still fit
+    (the learning-rate schedule shrinks with it), so a large task trains on as much of its data as the
+    budget allows."""
     learning_rate: float = 2e-3
     """Peak learning rate (LoRA on a few layers takes a high one; measured in bench/train.py)."""
     warmup_steps: int = 5
@@ -85,7 +89,8 @@ class TrainConfig:
                   ("layers", self.layers is None or self.layers >= 1), ("batch_size", self.batch_size >= 1),
                   ("batch_tokens", self.batch_tokens >= 1), ("max_length", self.max_length >= 8),
                   ("lora_r", self.lora_r >= 1), ("patience", self.patience >= 1),
-                  ("max_steps", self.max_steps is None or self.max_steps >= 1)]
+                  ("max_steps", self.max_steps is None or self.max_steps >= 1),
+                  ("max_train_s", self.max_train_s is None or self.max_train_s > 0)]
         for name, ok in checks:
             if not ok:
                 raise InvalidRequestError(f"invalid {name}={getattr(self, name)!r}; pass a positive value "
@@ -377,6 +382,10 @@ class LoraTrainer:
                 state["train_tokens"] += tokens
                 window_tokens += tokens
                 state["step"] = step = step + 1
+                if cfg.max_train_s is not None and step < self.total_steps:  # shrink the plan to the budget
+                    spent = time.perf_counter() - run_start
+                    fits = int((cfg.max_train_s - spent) / (spent / step))
+                    self.total_steps = min(self.total_steps, step + max(0, fits))
                 elapsed = time.perf_counter() - window_start
                 tps = window_tokens / elapsed if elapsed > 0 else None
                 record = {"step": step, "epoch": round(step / per_epoch, 3), "loss": round(loss.item(), 5),

@@ -1,0 +1,140 @@
+"""The encoder classifier: a closed-output task answered by MiniLM sentence embeddings and a linear head.
+
+A task's output is closed when every answer is one of a small set: a label task (a handful of
+short answers), or JSON whose schema allows only enums and booleans (e.g. `{category, priority}`),
+or a choice of one tool with fixed arguments. The classes are the distinct answers the LLM gave
+(JSON canonicalised); the input is the part of the request that changes (`user_text`), embedded
+by all-MiniLM-L6-v2; the head is a multinomial logistic regression (scikit-learn to fit, numpy to
+serve: `head.npz`). Confidence is the head's probability of the chosen class, calibrated like every
+other kind on the held-out calls. A served answer is always one the LLM itself gave, so it is
+valid by construction.
+
+Classes seen fewer than twice cannot be learnt; a task whose answers are mostly such singletons
+(free text, extraction) is unfit for this kind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from protege.train.artifact import write_manifest
+from protege.train.examples import Example, as_examples
+from protege.train.format import target_text
+from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind, user_text
+
+HEAD = "head.npz"
+MAX_CLASSES = 64
+MIN_COVERED = 0.9
+"""Share of training calls whose answer is a class seen at least twice, below which the task is not closed."""
+
+
+def _closed_schema(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    if "enum" in schema or "const" in schema or schema.get("type") == "boolean":
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return bool(props) and all(_closed_schema(p) for p in props.values())
+    return False
+
+
+def answer_class(message: dict, output_kind: str) -> str:
+    """The class an answer falls in: its text (label), canonical JSON, or its canonical tool calls."""
+    return target_text(message, "json" if output_kind == "json" else output_kind).strip()
+
+
+def _embedder():
+    from protege.cluster.embed import MiniLMEmbedder
+
+    return MiniLMEmbedder(max_seq_length=256)
+
+
+class ClassifierResponder(Responder):
+    model_name = "minilm-classifier"
+
+    def __init__(self, folder: Path, output_kind: str, classes: list[dict]):
+        import numpy as np
+
+        head = np.load(folder / HEAD)
+        self.weights, self.bias = head["weights"], head["bias"]
+        self.output_kind, self.classes = output_kind, classes
+        self.embedder = _embedder()
+
+    def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
+        import numpy as np
+
+        from protege.models.runtime import completion_dict
+
+        x = self.embedder.embed([user_text(request)])[0]
+        logits = self.weights @ x + self.bias
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        best = int(p.argmax())
+        message = self.classes[best]
+        completion = completion_dict(self.model_name, message.get("content"), message.get("tool_calls"), "stop", 0, 1)
+        return completion, float(p[best])
+
+
+class EncoderClassifier(SpecialistKind):
+    name = "classifier"
+    rank = 1
+
+    def unfit(self, task: TaskData) -> str | None:
+        examples = as_examples(task.train)
+        if task.output_kind == "text":
+            return "free-text answers are not a closed set"
+        if task.output_kind == "json":
+            schemas = [(((ex.request.get("response_format") or {}).get("json_schema") or {}).get("schema"))
+                       for ex in examples]
+            if not schemas or not all(_closed_schema(s) for s in schemas):
+                return "the JSON schema has open fields (strings or numbers without an enum)"
+        counts = Counter(answer_class(ex.answer, task.output_kind) for ex in examples)
+        covered = sum(c for c in counts.values() if c >= 2) / max(1, len(examples))
+        if len(counts) > MAX_CLASSES or covered < MIN_COVERED:
+            return (f"{len(counts)} distinct answers, {covered:.0%} of calls in one seen twice or more: "
+                    "not a closed set")
+        return None
+
+    def build(self, task: TaskData, folder: Path, options: BuildOptions) -> None:
+        import numpy as np
+
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError as e:
+            raise ImportError("The classifier kind needs scikit-learn. Fix: pip install 'protege[train]'") from e
+        examples: list[Example] = as_examples(task.train)
+        labels = [answer_class(ex.answer, task.output_kind) for ex in examples]
+        counts = Counter(labels)
+        keep = [i for i, y in enumerate(labels) if counts[y] >= 2]
+        names = sorted({labels[i] for i in keep})
+        message_of = {labels[i]: {k: v for k, v in examples[i].answer.items() if k in ("role", "content", "tool_calls")}
+                      for i in keep}
+        x = _embedder().embed([user_text(examples[i].request) for i in keep])
+        y = np.array([names.index(labels[i]) for i in keep])
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(names) == 1:  # one answer for everything: the head always says it, at the rate it held
+            weights, bias = np.zeros((1, x.shape[1]), np.float32), np.zeros(1, np.float32)
+        else:
+            model = LogisticRegression(C=10.0, max_iter=2000, random_state=options.seed).fit(x, y)
+            weights, bias = model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
+            if len(names) == 2:  # sklearn's binary head is one row: make it two logits
+                weights, bias = np.vstack([-weights / 2, weights / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+        np.savez(folder / HEAD, weights=weights, bias=bias)
+        (folder / "classes.json").write_text(json.dumps([message_of[n] for n in names], ensure_ascii=False))
+        write_manifest(folder, {
+            "task": task.task_id, "kind": self.name, "output_kind": task.output_kind, "embedder": "all-MiniLM-L6-v2",
+            "head": "logistic regression (C=10)", "classes": len(names),
+            "splits": {"train": len(keep), "test": len(task.test), "dropped_singletons": len(examples) - len(keep)},
+        })
+
+    def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
+        manifest = json.loads((folder / "specialist.json").read_text())
+        classes = json.loads((folder / "classes.json").read_text())
+        return ClassifierResponder(folder, manifest["output_kind"], classes)
+
+
+register_kind(EncoderClassifier)

@@ -1,0 +1,60 @@
+"""The LoRA kind: a small language model distilled on the task's calls (`train_task`), served by llama.cpp.
+
+For extraction, tool calls and text: the open outputs no cheaper kind can give. It trains on
+every curated call of the task up to `max_train_calls` (None: all of them), and is served with
+its pruned prompt and constrained decoding (the task's JSON schema, its tools' schemas, or for a
+label task without `response_format` its label set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from protege.train.artifact import load_specialist
+from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
+
+
+class LoraResponder(Responder):
+    def __init__(self, runtime: Any, model_name: str):
+        self.runtime, self.model_name = runtime, model_name
+
+    def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
+        return self.runtime.complete_scored(request)
+
+
+class LoraKind(SpecialistKind):
+    name = "lora"
+    rank = 3
+
+    def build(self, task: TaskData, folder: Path, options: BuildOptions) -> None:
+        from protege.train.commands import train_task
+        from protege.train.trainer import TrainConfig
+
+        config = TrainConfig(epochs=options.epochs, max_steps=options.max_steps, seed=options.seed,
+                             threads=options.threads, batch_size=options.batch_size, max_train_s=options.max_train_s)
+        train = task.train[: options.max_train_calls] if options.max_train_calls else task.train
+        train_task(task.task_id, model=options.model, records=train, test_records=task.test, out=folder,
+                   config=config, evaluate=False, on_progress=options.on_progress, licences=options.licences)
+        spec = load_specialist(folder)
+        if spec.gguf_adapter is None:
+            raise RuntimeError(f"no GGUF adapter ({spec.manifest.get('gguf_export_error')}): it cannot be served")
+
+    def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
+        spec = load_specialist(folder)
+        if spec.gguf_adapter is None:
+            raise FileNotFoundError(f"{folder} has no adapter.gguf: re-export it or retrain with GGUF export on")
+        if pool is None:
+            from protege.models.serving import LocalModelPool
+
+            pool = LocalModelPool(models=[spec.base_model])
+        base = spec.base_model
+        name = f"{spec.task}-{hashlib.blake2b(str(spec.gguf_adapter.resolve()).encode(), digest_size=4).hexdigest()}"
+        pool.register_adapter(base, name, spec.gguf_adapter)
+        runtime = pool.resolve(f"{base}:{name}")
+        runtime.base.set_prompt_format(name, spec.prompt_format.render)
+        return LoraResponder(runtime, runtime.base.model_id)
+
+
+register_kind(LoraKind)

@@ -1,0 +1,195 @@
+"""Specialist kinds: answer reuse and the encoder classifier, built, calibrated, gated and served by a real gateway."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import httpx
+import pytest
+
+from protege.records import CallRecord, call_scope
+from protege.route.calibrate import evaluate_served
+from protege.train.kinds import BuildOptions, TaskData, kinds
+from protege.train.reuse import AnswerReuse
+
+TRIAGE_SYSTEM = "Classify the customer's message into exactly one queue. Answer with the queue name only."
+FAQ_SYSTEM = "Answer the customer's question about our store in one short sentence."
+PHRASES = {
+    "billing": ["I was charged twice for my order", "please refund the payment", "my invoice shows the wrong amount",
+                "why did my card get billed again", "the subscription fee went up without notice"],
+    "shipping": ["my parcel has not arrived yet", "the tracking number does not work", "the courier left the box "
+                 "at the wrong door", "when will my package be delivered", "the delivery is a week late"],
+    "technical": ["the app crashes when I open it", "I get an error 500 on checkout", "the page is blank on my "
+                  "phone", "the website keeps freezing", "the download button does nothing"],
+    "account": ["I cannot log in to my account", "please reset my password", "how do I change my email address",
+                "my account got locked", "I want to delete my profile"],
+}
+OPENERS = ["Hi,", "Hello team,", "Good morning.", "Hey there,", "Dear support,", ""]
+CLOSERS = ["Thanks.", "Please help!", "Regards, a customer", "", "Can you look into it?", "This is urgent."]
+FAQ = {"Do you ship to Canada?": "Yes, we ship to Canada; delivery takes 5-8 business days.",
+       "What is your return window?": "You can return unused items within 30 days of delivery.",
+       "Do you offer gift wrapping?": "Yes, gift wrapping is available at checkout for $4.",
+       "Can I change my order after paying?": "Yes, within one hour of paying, from the order page."}
+
+
+def completion(content: str, i: int) -> dict:
+    return {"id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1764000000, "model": "gpt-4o",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content, "refusal": None}}],
+            "usage": {"prompt_tokens": 60, "completion_tokens": 8, "total_tokens": 68}}
+
+
+def triage_pair(rng: random.Random, i: int) -> dict:
+    label = rng.choice(sorted(PHRASES))
+    text = " ".join(filter(None, [rng.choice(OPENERS), rng.choice(PHRASES[label]) + ".",
+                                  f"Order #{rng.randint(1000, 99999)}.", rng.choice(CLOSERS)]))
+    request = {"model": "gpt-4o", "messages": [{"role": "system", "content": TRIAGE_SYSTEM},
+                                               {"role": "user", "content": text}], "temperature": 0}
+    return {"request": request, "response": completion(label, i)}
+
+
+def faq_pair(question: str, i: int) -> dict:
+    request = {"model": "gpt-4o", "messages": [{"role": "system", "content": FAQ_SYSTEM},
+                                               {"role": "user", "content": question}]}
+    return {"request": request, "response": completion(FAQ[question], i)}
+
+
+def records_of(pairs: list[dict], workload: str = "support", client: str | None = None, t0: float | None = None):
+    t0 = time.time() - 3600 if t0 is None else t0
+    return [CallRecord(id=f"{workload}-{client}-{i:04d}", ts=t0 + i, request=p["request"], response=p["response"],
+                       workload=workload, client=client, served_by="upstream:default", cost_usd=0.0005)
+            for i, p in enumerate(pairs)]
+
+
+def test_the_ladder_lists_kinds_cheapest_first():
+    assert [k.name for k in kinds()][:3] == ["reuse", "classifier", "lora"]
+
+
+def test_answer_reuse_stays_in_its_scope_expires_and_keeps_counts(tmp_path):
+    questions = list(FAQ)
+    history = records_of([faq_pair(questions[i % 4], i) for i in range(40)])
+    task = TaskData("faq", "text", history[:30], history[30:], history)
+    kind = AnswerReuse()
+    assert kind.unfit(task) is None
+    kind.build(task, tmp_path / "faq", BuildOptions(max_reuse_age_s=86400))
+    manifest = json.loads((tmp_path / "faq" / "specialist.json").read_text())
+    assert manifest["distinct_requests"] == 4 and manifest["repeat_share"] == 0.9  # repeats counted, not dropped
+
+    responder = kind.open(tmp_path / "faq")
+    ask = faq_pair(questions[0], 0)["request"]
+    answer, confidence = responder.respond(ask, call_scope("support", None))
+    assert answer["choices"][0]["message"]["content"] == FAQ[questions[0]] and confidence > 0.9
+    spaced = ask | {"messages": [ask["messages"][0], {"role": "user", "content": "  do you SHIP to canada? "}]}
+    assert responder.respond(spaced, call_scope("support", None))[0] is not None  # case and spaces folded
+    assert responder.respond(ask, call_scope("sales", None)) == (None, None)  # another workload
+    assert responder.respond(ask, call_scope("support", "other-key")) == (None, None)  # another key
+    assert responder.respond(ask | {"tools": [{"type": "function", "function": {"name": "f"}}]},
+                             call_scope("support", None)) == (None, None)
+
+    old = records_of([faq_pair(questions[0], i) for i in range(8)], t0=time.time() - 10 * 86400)
+    AnswerReuse().build(TaskData("faq", "text", old, [], old), tmp_path / "old", BuildOptions(max_reuse_age_s=86400))
+    assert AnswerReuse().open(tmp_path / "old").respond(ask, call_scope("support", None)) == (None, None)
+
+
+def test_answer_reuse_calibrates_away_requests_the_llm_answers_differently(tmp_path):
+    """A question whose logged answers disagree has low confidence: the threshold keeps its false hits out."""
+    rng = random.Random(1)
+    pairs = []
+    for i in range(120):
+        question = rng.choice(list(FAQ))
+        pair = faq_pair(question, i)
+        if question == "Can I change my order after paying?":  # the LLM is not consistent on this one
+            pair["response"] = completion(rng.choice(["Yes, within an hour.", "No, orders are final.",
+                                                      "Please contact support."]), i)
+        pairs.append(pair)
+    history = records_of(pairs)
+    task = TaskData("faq", "text", history, [], history)
+    kind = AnswerReuse()
+    kind.build(task, tmp_path / "faq", BuildOptions())
+    _, cal = evaluate_served(kind.open(tmp_path / "faq", heldout=True), kind.heldout(task), quality_ratio=0.98,
+                             output_kind="text")
+    assert cal.n == 24 and 0.5 < cal.coverage < 1.0  # the inconsistent question is left to the LLM
+    assert cal.routed_quality >= 0.98
+    served = [p for p in cal.points if p.valid and p.confidence is not None and p.confidence >= cal.threshold]
+    false_hits = sum(p.score < 0.999 for p in served) / len(served)
+    assert false_hits <= 1 - cal.target_quality
+
+
+def test_classifier_fits_closed_outputs_only():
+    rng = random.Random(0)
+    triage = records_of([triage_pair(rng, i) for i in range(40)])
+    classifier = next(k for k in kinds() if k.name == "classifier")
+    assert classifier.unfit(TaskData("t", "label", triage, [])) is None
+    assert "not a closed set" in classifier.unfit(TaskData("t", "text", triage, []))
+    open_schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    closed_schema = {"type": "object", "properties": {"queue": {"enum": ["a", "b"]}, "urgent": {"type": "boolean"}}}
+
+    def with_schema(schema, content):
+        rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+        return records_of([{"request": p["request"] | {"response_format": rf}, "response": completion(content, i)}
+                           for i, p in enumerate(triage_pair(rng, j) for j in range(20))])
+
+    assert "open fields" in classifier.unfit(TaskData("t", "json", with_schema(open_schema, '{"name": "x"}'), []))
+    assert classifier.unfit(TaskData("t", "json", with_schema(closed_schema, '{"queue": "a", "urgent": true}'), [])) is None
+
+
+@pytest.mark.slow
+def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start_gateway, tmp_path):
+    """The flywheel builds the cheapest kind that passes for each task; the gateway serves them: the classifier
+    answers a ticket it never saw, reuse answers a repeated question in its own scope only."""
+    from protege.config import load_settings
+    from protege.demo import free_port, start_process, stop_process
+    from protege.flywheel import FlywheelOptions, run_pass
+    from protege.store import open_store
+
+    rng = random.Random(7)
+    triage = [triage_pair(rng, i) for i in range(160)]
+    faq = [faq_pair(rng.choice(list(FAQ)), 1000 + i) for i in range(200)]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "protege.toml").write_text("[gates]\nmin_examples = 10\nshadow_first = false\n\n"
+                                       "[routing]\nrefresh_s = 0.2\naudit_share = 0.0\n")
+    recordings = tmp_path / "recordings.jsonl"
+    recordings.write_text("".join(json.dumps(p) + "\n" for p in triage + faq))
+    with open_store(home / "protege.db") as store:
+        store.add_calls(records_of(triage + faq))
+        report = run_pass(store, load_settings(), FlywheelOptions(embedder="hashing", kinds=["reuse", "classifier"],
+                                                                  min_calls=20))
+        routes = store.routes()
+    promoted = {t["task"]: t["kind"] for t in report.trained if t["action"] == "promote"}
+    assert len(promoted) == len(report.trained) and set(promoted.values()) == {"classifier", "reuse"}, report.trained
+    [triage_task] = [t for t, kind in promoted.items() if kind == "classifier"]
+    faq_tasks = {t for t, kind in promoted.items() if kind == "reuse"}  # discovery may split the questions
+    assert all(routes[t].mode == "on" for t in promoted)
+    classified = next(t for t in report.trained if t["task"] == triage_task)
+    candidates = {c["kind"]: c for c in classified["candidates"]}
+    assert candidates["reuse"]["verdict"] == "skip" and "asked twice" in candidates["reuse"]["reason"]
+    assert candidates["classifier"]["quality"] >= 0.9
+
+    port = free_port()
+    upstream = start_process(["replay", str(recordings), "--port", str(port)], f"http://127.0.0.1:{port}/health",
+                             log_file=tmp_path / "replay.log")
+    try:
+        gw = start_gateway(upstream=f"http://127.0.0.1:{port}/v1")
+        deadline = time.time() + 120
+        while set(httpx.get(gw.base + "/health").json()["routing"]["serving"]) != set(promoted):
+            assert time.time() < deadline, "the gateway did not load both specialists"
+            time.sleep(0.2)
+        client = httpx.Client(base_url=gw.url, timeout=60, headers={"x-protege-workload": "support"})
+        unseen = {"model": "gpt-4o", "messages": [{"role": "system", "content": TRIAGE_SYSTEM}, {
+            "role": "user", "content": "Hello, I was billed twice for the same order and want my money back."}]}
+        served = client.post("/chat/completions", json=unseen)
+        assert served.headers["x-protege-served-by"] == f"specialist:{triage_task}", served.text
+        assert served.json()["choices"][0]["message"]["content"] == "billing"
+        assert served.json()["model"] == f"minilm-classifier:{triage_task}"
+
+        repeated = client.post("/chat/completions", json=faq[0]["request"])
+        assert repeated.headers["x-protege-task"] in faq_tasks
+        assert repeated.headers["x-protege-served-by"] == f"specialist:{repeated.headers['x-protege-task']}"
+        assert repeated.json()["choices"][0]["message"] == faq[0]["response"]["choices"][0]["message"]
+        elsewhere = client.post("/chat/completions", json=faq[0]["request"], headers={"x-protege-workload": "sales"})
+        assert elsewhere.headers["x-protege-served-by"] == "upstream:default"
+        assert elsewhere.headers["x-protege-fallback"] == "no_match"
+    finally:
+        stop_process(upstream)
