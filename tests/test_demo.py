@@ -33,3 +33,51 @@ def test_demo_runs_the_whole_loop(tmp_path, monkeypatch):
         assert all((home / "specialists" / decision.task_id / f"v1-{c['kind']}" / "calibration.json").is_file()
                    for c in built)
     assert list((home / "spool").glob("*.jsonl")) == []  # flushed at shutdown
+
+
+def test_demo_on_your_own_traces_finds_tasks_and_explains_the_gate(tmp_path, monkeypatch):
+    """`protege demo --traces FILE`: a user's own calls (no task labels), the same loop, every verdict explained."""
+    import random
+
+    from tests.test_kinds import FAQ, faq_pair, triage_pair
+
+    monkeypatch.delenv("PROTEGE_HOME", raising=False)
+    rng = random.Random(3)
+    pairs = [triage_pair(rng, i) if i % 3 else faq_pair(rng.choice(list(FAQ)), i) for i in range(300)]
+    traces = tmp_path / "my-calls.jsonl"
+    traces.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    home = tmp_path / "demo"
+    out = CliRunner().invoke(app, ["demo", "--home", str(home), "--traces", str(traces), "--min-examples", "10",
+                                   "--shadow-calls", "40", "--embedder", "hashing", "--lora-budget-s", "0", "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["live_calls"] == 90 and summary["served_by_specialists"] > 0
+    assert "None" not in summary["tasks"]  # tasks are named by what protege found, not by missing labels
+    with open_store(home / "protege.db") as store:
+        gated = [d for d in store.decisions() if d.actor == "gate"]
+    assert gated and all(d.evidence.get("candidates") for d in gated)  # every verdict says which kinds were tried
+    assert "why each task is (not) served" in out.stderr
+
+
+def test_demo_refuses_traces_it_cannot_use(tmp_path):
+    from protege.demo import load_traces
+
+    for content, expected in [(None, "No traces file"), (b"not json\n", "Cannot read"),
+                              (b'{"request": {"model": "m"}}\n' * 200, "0 usable calls")]:
+        path = tmp_path / "t.jsonl"
+        if content is not None:
+            path.write_bytes(content)
+        try:
+            load_traces(path if content is not None else tmp_path / "missing.jsonl")
+        except RuntimeError as e:
+            assert expected in str(e) and '{"request"' in str(e)  # names the problem and the expected format
+        else:
+            raise AssertionError(f"{expected!r}: no error")
+    fake_gz = tmp_path / "t.jsonl.gz"
+    fake_gz.write_bytes(b"plain text, not gzip")
+    try:
+        load_traces(fake_gz)
+    except RuntimeError as e:
+        assert "Cannot read" in str(e)
+    else:
+        raise AssertionError("a fake .gz was accepted")

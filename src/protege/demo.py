@@ -300,7 +300,8 @@ def _summarise(home: Path, agent: _Agent, live_start: float, wall_s: float, say,
                "share_served_by_specialists": round(served / max(1, len(live)), 4),
                "served_valid": served_valid, "quality_vs_llm": round(sum(quality) / max(1, len(quality)), 4),
                "usd_per_call": {k: round(sum(v) / len(v), 8) if v else None for k, v in costs.items()},
-               "tasks": tasks, "report": report["totals"], "routes": report["routes"], "html": str(home / "report.html")}
+               "tasks": tasks, "report": report["totals"], "routes": report["routes"], "report_tasks": report["tasks"],
+               "html": str(home / "report.html")}
     say(f"specialists answered {served} of {len(live)} live calls ({summary['share_served_by_specialists']:.0%}); "
         f"answers agree with the LLM's at {summary['quality_vs_llm']:.1%} (task metric); whole demo "
         f"{wall_s / 60:.1f} min")

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from protege.train.artifact import load_specialist
+from protege.train.artifact import load_specialist, write_manifest
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
 
 
@@ -40,6 +40,8 @@ class LoraKind(SpecialistKind):
         spec = load_specialist(folder)
         if spec.gguf_adapter is None:
             raise RuntimeError(f"no GGUF adapter ({spec.manifest.get('gguf_export_error')}): it cannot be served")
+        write_manifest(folder, {k: v for k, v in spec.manifest.items() if k not in ("format_version", "created", "files")}
+                       | {"kind": self.name})
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
         spec = load_specialist(folder)
