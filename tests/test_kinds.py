@@ -193,3 +193,21 @@ def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start
         assert elsewhere.headers["x-protege-fallback"] == "no_match"
     finally:
         stop_process(upstream)
+
+
+def test_a_kind_with_too_few_held_out_calls_is_not_built(home):
+    """Known before training: the gate could never pass it, so no time is spent on it, and the hold says why."""
+    from protege.config import Settings
+    from protege.flywheel import FlywheelOptions, run_pass
+    from protege.store import open_store
+
+    rng = random.Random(5)
+    with open_store(home / "protege.db") as store:
+        store.add_calls(records_of([triage_pair(rng, i) for i in range(60)]))
+        report = run_pass(store, Settings.model_validate({"gates": {"min_examples": 30}}),
+                          FlywheelOptions(embedder="hashing", kinds=["classifier"], min_calls=20))
+    [task] = report.trained
+    [candidate] = task["candidates"]
+    assert task["action"] == "hold" and candidate["verdict"] == "skip"
+    assert candidate["reason"] == "12 held-out calls to judge it on, the gate needs 30"
+    assert not list((home / "specialists").rglob("specialist.json"))  # nothing was built

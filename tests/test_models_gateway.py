@@ -40,6 +40,12 @@ def test_a_local_model_is_served_and_logged_at_machine_cost(tmp_path, monkeypatc
         refused = client.post("/v1/chat/completions", json={**body, "response_format": {
             "type": "json_schema", "json_schema": {"name": "c", "schema": {"type": "array", "uniqueItems": True}}}})
         assert refused.status_code == 400 and "uniqueItems" in refused.json()["error"]["message"]
+        endless = {"type": "object", "properties": {"head": {"$ref": "#/$defs/node"}}, "required": ["head"],
+                   "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}},
+                                      "required": ["next"]}}}  # a list that must never end: no value satisfies it
+        unsatisfiable = client.post("/v1/chat/completions", json={**body, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "c", "schema": endless}}})
+        assert unsatisfiable.status_code == 400 and "can never be satisfied" in unsatisfiable.json()["error"]["message"]
     pool.close()
     with open_store(settings.database) as store:
         record = store.get_call(call_id)

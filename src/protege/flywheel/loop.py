@@ -295,8 +295,10 @@ class Ladder:
         reason = kind.unfit(self.task)
         if reason is None and kind.name == "lora" and self.task.output_kind == "text" and not self.opts.train_text:
             reason = FREE_TEXT_REASON
-        if reason is None and not kind.heldout(self.task):
-            reason = "no held-out calls to judge it on (after curation)"
+        if reason is None:
+            held_out = len(kind.heldout(self.task))
+            if held_out < self.policy.min_examples:  # known before anything is trained: spend nothing on it
+                reason = f"{held_out} held-out calls to judge it on, the gate needs {self.policy.min_examples}"
         return reason
 
     def tried(self, kind_name: str) -> bool:

@@ -51,6 +51,11 @@ def check_schema(schema: Any, where: str = "response_format") -> dict:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"{where}: invalid JSON schema: {exc.message}", param=where) from exc
+    if not _finite(schema, schema, frozenset()):
+        raise UnsupportedSchemaError(
+            f"{where}: the JSON schema can never be satisfied: it requires a value inside itself through '$ref' "
+            "with no way to stop (no optional branch, empty array or non-required property breaks the cycle); "
+            "make the recursive field optional or add an anyOf alternative", keyword="$ref", param=where)
     llg = _llguidance()
     grammar = llg.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
     is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar)
@@ -58,6 +63,34 @@ def check_schema(schema: Any, where: str = "response_format") -> dict:
     if problems:
         raise _unsupported(problems[0], where)
     return schema
+
+
+def _finite(node: Any, root: dict, resolving: frozenset[str]) -> bool:
+    """Whether some finite JSON value satisfies `node` (False only for a `$ref` cycle every value must
+    follow: a required property, a non-empty array or every branch of an anyOf leads back into it)."""
+    if not isinstance(node, dict):
+        return True
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if ref in resolving:
+            return False
+        if ref.startswith("#"):
+            target: Any = root
+            for part in ref.lstrip("#").split("/")[1:]:
+                target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+            if not _finite(target, root, resolving | {ref}):
+                return False
+    for key in ("anyOf", "oneOf"):
+        if isinstance(node.get(key), list) and node[key] and not any(_finite(n, root, resolving) for n in node[key]):
+            return False
+    if isinstance(node.get("allOf"), list) and not all(_finite(n, root, resolving) for n in node["allOf"]):
+        return False
+    props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    if any(name in props and not _finite(props[name], root, resolving) for name in node.get("required") or []):
+        return False
+    if isinstance(node.get("minItems"), int) and node["minItems"] > 0 and not _finite(node.get("items"), root, resolving):
+        return False
+    return True
 
 
 def _unsupported(message: str, where: str) -> UnsupportedSchemaError:
@@ -198,6 +231,11 @@ def plan_output(request: dict) -> OutputPlan:
         schema = check_schema(spec["schema"])
     else:
         raise InvalidRequestError(f"unsupported response_format type {rf['type']!r}", param="response_format")
+    if not _finite(schema, schema, frozenset()):
+        raise UnsupportedSchemaError(
+            f"{where}: the JSON schema can never be satisfied: it requires a value inside itself through '$ref' "
+            "with no way to stop (no optional branch, empty array or non-required property breaks the cycle); "
+            "make the recursive field optional or add an anyOf alternative", keyword="$ref", param=where)
     llg = _llguidance()
     grammar = llg.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
     return OutputPlan(kind="json", grammar=grammar, schema=schema)
