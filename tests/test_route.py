@@ -52,10 +52,16 @@ def test_gate_promotes_partial_coverage_only_when_it_saves_money():
 def test_live_review_moves_shadow_to_on_and_demotes():
     policy = GatePolicy(shadow_calls=10, min_live_calls=10)
     shadow = Route("t", "shadow", "/s")
-    assert review_live(shadow, LiveStats(shadow=9, shadow_agree=9), policy).action == "keep"
-    assert review_live(shadow, LiveStats(shadow=10, shadow_agree=10), policy).mode_to == "on"
-    bad = review_live(shadow, LiveStats(shadow=10, shadow_agree=5), policy)
-    assert (bad.action, bad.mode_to) == ("demote", "off") and "shadow agreement 50.0%" in bad.reason
+    assert review_live(shadow, LiveStats(shadow=9, shadow_agree=9, shadow_score=9, shadow_total=9), policy).action == "keep"
+    assert review_live(shadow, LiveStats(shadow=10, shadow_agree=10, shadow_score=10, shadow_total=12),
+                       policy).mode_to == "on"
+    bad = review_live(shadow, LiveStats(shadow=10, shadow_agree=5, shadow_score=5, shadow_total=10), policy)
+    assert (bad.action, bad.mode_to) == ("demote", "off") and "scored 50.0% on 10 shadow comparisons" in bad.reason
+    # JSON: 7 of 18 served answers have one wrong field of 20 (not exact, field F1 0.95): the task metric decides
+    extraction = LiveStats(shadow=18, shadow_agree=11, shadow_score=11 + 7 * 0.95, shadow_total=34)
+    assert review_live(shadow, extraction, policy).mode_to == "on"  # served 98.1%, routed 99.0% of the LLM's
+    stricter = GatePolicy(shadow_calls=10, min_quality_ratio=0.995)
+    assert "routed 99.0% of the LLM's; needs 99.5% routed" in review_live(shadow, extraction, stricter).reason
     on = Route("t", "on", "/s")
     assert review_live(on, LiveStats(routed=9, fallbacks=9), policy).action == "keep"  # too few calls to judge
     assert "fell back" in review_live(on, LiveStats(routed=20, served=5, fallbacks=15), policy).reason

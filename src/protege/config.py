@@ -115,8 +115,10 @@ class GatePolicy(_Strict):
     max_fallback_rate: float = Field(0.25, ge=0, le=1, description="Demote when the live share of fallbacks exceeds "
                                      "the calibrated one (1 - coverage) by more than this")
     max_invalid_rate: float = Field(0.05, ge=0, le=1, description="Demote above this share of invalid outputs")
-    min_shadow_agreement: float = Field(0.9, ge=0, le=1, description="Shadow agreement with the LLM to go on; "
-                                        "below it in shadow or on (shadow sampling), the specialist is demoted")
+    min_shadow_agreement: float = Field(0.9, ge=0, le=1, description="Mean task-metric score, against the LLM's "
+                                        "answers, of the shadow answers the specialist would have served, to go on "
+                                        "(with the live routed quality at min_quality_ratio); below it in shadow or on "
+                                        "(shadow sampling), the specialist is demoted")
 
 
 class GateConfig(GatePolicy):

@@ -5,9 +5,13 @@ promote when at least `min_examples` calls were judged, the outputs it is sure e
 (confidence at or above the calibrated threshold) were valid at `min_valid_rate`, the routed quality at the calibrated threshold is at least `min_quality_ratio`
 of the LLM's and the specialist answers at least `min_coverage` of the calls itself. A promoted
 specialist starts in `shadow` (answers beside the LLM, compared, never served) when the policy
-says so; `review_live` moves it from shadow to `on` after `shadow_calls` comparisons agreeing at
-`min_shadow_agreement`, and demotes it to `off` when live invalid outputs, fallbacks or shadow
-disagreement pass their thresholds. Every outcome is a `Decision` with its evidence in the store.
+says so; `review_live` judges the live shadow comparisons by the same task metric the gate used:
+after `shadow_calls` answers it would have served, it moves the specialist from shadow to `on` when
+those answers score at least `min_shadow_agreement` on average and the live routed quality
+(specialist where sure, LLM elsewhere) is at least `min_quality_ratio`, and demotes it to `off`
+otherwise, or when live invalid outputs or fallbacks pass their thresholds. (Exact agreement is
+kept in the evidence: for JSON a single wrong field makes an answer disagree, which a mean field F1
+of 0.98 allows.) Every outcome is a `Decision` with its evidence in the store.
 """
 
 from __future__ import annotations
@@ -83,7 +87,13 @@ class LiveStats:
     fallbacks: int = 0
     invalid: int = 0
     shadow: int = 0
+    """Shadow answers the specialist would have served (valid, confident enough)."""
     shadow_agree: int = 0
+    """Of those, the ones that match the LLM's (exact for labels, JSON and tool calls)."""
+    shadow_score: float = 0.0
+    """Of those, the sum of their task-metric scores against the LLM's answer (field F1, AST match...)."""
+    shadow_total: int = 0
+    """Every shadow comparison, served or not (an unserved one falls back: the LLM's own quality)."""
 
     @property
     def fallback_rate(self) -> float:
@@ -96,6 +106,18 @@ class LiveStats:
     @property
     def shadow_agreement(self) -> float | None:
         return self.shadow_agree / self.shadow if self.shadow else None
+
+    @property
+    def shadow_quality(self) -> float | None:
+        """Mean task-metric score of the answers the specialist would have served."""
+        return self.shadow_score / self.shadow if self.shadow else None
+
+    @property
+    def routed_quality(self) -> float | None:
+        """Live quality of specialist-where-sure plus LLM-for-the-rest, the quantity the gate calibrated."""
+        if not self.shadow_total:
+            return None
+        return (self.shadow_score + self.shadow_total - self.shadow) / self.shadow_total
 
 
 def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult],
@@ -114,8 +136,9 @@ def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult],
         else:
             stats.served += 1
     served = [s for s in shadows if s.valid and (min_confidence is None or (s.confidence or 0.0) >= min_confidence)]
-    stats.shadow = len(served)
+    stats.shadow, stats.shadow_total = len(served), len(shadows)
     stats.shadow_agree = sum(s.agree for s in served)
+    stats.shadow_score = sum(s.score for s in served)
     return stats
 
 
@@ -124,14 +147,22 @@ def review_live(route: Route, stats: LiveStats, policy: GatePolicy, coverage: fl
     share of calls the calibration expected the specialist to answer (the rest fall back by design)."""
     evidence = {"routed": stats.routed, "served": stats.served, "fallback_rate": round(stats.fallback_rate, 4),
                 "invalid_rate": round(stats.invalid_rate, 4), "shadow_calls": stats.shadow,
-                "shadow_agreement": None if stats.shadow_agreement is None else round(stats.shadow_agreement, 4)}
-    if stats.shadow >= policy.shadow_calls and stats.shadow_agreement < policy.min_shadow_agreement:
-        return Verdict("demote", "off", f"shadow agreement {stats.shadow_agreement:.1%} on {stats.shadow} calls, "
-                       f"needs {policy.min_shadow_agreement:.0%}", evidence)
-    if route.mode == "shadow":
-        if stats.shadow >= policy.shadow_calls:
-            return Verdict("promote", "on", f"shadow agreement {stats.shadow_agreement:.1%} on {stats.shadow} calls",
-                           evidence)
+                "shadow_agreement": None if stats.shadow_agreement is None else round(stats.shadow_agreement, 4),
+                "shadow_quality": None if stats.shadow_quality is None else round(stats.shadow_quality, 4),
+                "shadow_routed_quality": None if stats.routed_quality is None else round(stats.routed_quality, 4)}
+    if stats.shadow >= policy.shadow_calls:
+        live = (f"served answers scored {stats.shadow_quality:.1%} on {stats.shadow} shadow comparisons "
+                f"({stats.shadow_agreement:.0%} exact), routed {stats.routed_quality:.1%} of the LLM's")
+        short = []
+        if stats.shadow_quality < policy.min_shadow_agreement:
+            short.append(f"needs {policy.min_shadow_agreement:.0%} served")
+        if stats.routed_quality < policy.min_quality_ratio:
+            short.append(f"needs {policy.min_quality_ratio:.1%} routed")
+        if short:
+            return Verdict("demote", "off", f"{live}; {', '.join(short)}", evidence)
+        if route.mode == "shadow":
+            return Verdict("promote", "on", live, evidence)
+    elif route.mode == "shadow":
         return Verdict("keep", route.mode, f"{stats.shadow} of {policy.shadow_calls} shadow comparisons", evidence)
     if route.mode in ("on", "canary") and stats.routed >= policy.min_live_calls:
         if stats.invalid_rate > policy.max_invalid_rate:
