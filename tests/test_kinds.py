@@ -19,10 +19,10 @@ FAQ_SYSTEM = "Answer the customer's question about our store in one short senten
 PHRASES = {
     "billing": ["I was charged twice for my order", "please refund the payment", "my invoice shows the wrong amount",
                 "why did my card get billed again", "the subscription fee went up without notice"],
-    "shipping": ["my parcel has not arrived yet", "the tracking number does not work", "the courier left the box "
-                 "at the wrong door", "when will my package be delivered", "the delivery is a week late"],
-    "technical": ["the app crashes when I open it", "I get an error 500 on checkout", "the page is blank on my "
-                  "phone", "the website keeps freezing", "the download button does nothing"],
+    "shipping": ["my parcel has not arrived yet", "the tracking number does not work",
+                 "the box went to the wrong door", "when will my package be delivered", "the delivery is a week late"],
+    "technical": ["the app crashes when I open it", "I get an error 500 on checkout", "the page is blank on my phone",
+                  "the website keeps freezing", "the download button does nothing"],
     "account": ["I cannot log in to my account", "please reset my password", "how do I change my email address",
                 "my account got locked", "I want to delete my profile"],
 }

@@ -223,7 +223,7 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
         # then LoRA training, where it pays most per training token, inside the pass's budget
         for ladder in ladders:  # LoRA's own reasons not to train (free text, no held-out calls) come first
             if ladder.chosen is None:
-                ladder.climb(lambda kind: kind.name == "lora" and ladder.unfit(kind) is not None, pool)
+                ladder.climb(lambda kind, lad=ladder: kind.name == "lora" and lad.unfit(kind) is not None, pool)
         waiting = sorted((lad for lad in ladders if lad.chosen is None and not lad.tried("lora")),
                          key=lambda lad: -lad.value_per_token())
         lora_started = time.time()
@@ -343,7 +343,7 @@ class Ladder:
             report, cal = evaluate_served(responder, examples, quality_ratio=self.policy.min_quality_ratio,
                                           max_tokens=min(1024, longest // 2 + 64), task=task_id,
                                           output_kind=self.task.output_kind, runtime_name=kind.name)
-        except Exception as exc:  # noqa: BLE001 - one kind failing must not stop the ladder
+        except Exception as exc:  # one kind failing must not stop the ladder
             log.exception("building the %s specialist of %s failed", kind.name, task_id)
             self.candidates.append({"kind": kind.name, "verdict": "error", "reason": f"{type(exc).__name__}: {exc}"})
             return

@@ -38,8 +38,8 @@ from protege.config import Settings
 from protege.evaluate.metrics import normalize_label
 from protege.models.errors import InvalidOutputError, RuntimeRequestError
 from protege.models.serving import LocalModelPool
-from protege.route.calibrate import Calibration
 from protege.records import call_scope
+from protege.route.calibrate import Calibration
 from protege.store.base import Route, ShadowResult, Store
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 import unicodedata
 from collections import Counter
@@ -28,7 +29,7 @@ from typing import Any
 from protege.records import CallRecord
 from protege.train.artifact import write_manifest
 from protege.train.examples import Example, as_examples
-from protege.train.format import canonical_hash, response_message
+from protege.train.format import canonical_hash
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
 
 INDEX = "reuse_index.json"
@@ -69,7 +70,7 @@ def build_index(records: list[CallRecord]) -> dict[str, dict]:
             continue
         key = request_key(ex.request, ex.scope)
         entry = index.setdefault(key, {"asked": 0, "answers": Counter(), "ts": 0.0})
-        answer = canonical_hash({k: ex.answer.get(k) for k in ("content", "tool_calls")})
+        answer = canonical_hash(_message_key(ex.answer))  # tool calls without their random ids
         messages[answer] = {k: v for k, v in ex.answer.items() if k in ("role", "content", "tool_calls")}
         entry["asked"] += 1
         entry["answers"][answer] += 1
@@ -94,7 +95,8 @@ class ReuseResponder(Responder):
         if entry is None or (self.max_age_s is not None and time.time() - entry["ts"] > self.max_age_s):
             return None, None
         message = entry["message"]
-        completion = completion_dict("reuse", message.get("content"), message.get("tool_calls"), "stop", 0, 0)
+        calls = [{**c, "id": "call_" + secrets.token_hex(12)} for c in message.get("tool_calls") or []] or None
+        completion = completion_dict("reuse", message.get("content"), calls, "stop", 0, 0)
         return completion, entry["modal"] / (entry["asked"] + 1)
 
 
