@@ -225,7 +225,7 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
             if ladder.chosen is None:
                 ladder.climb(lambda kind, lad=ladder: kind.name == "lora" and lad.unfit(kind) is not None, pool)
         waiting = sorted((lad for lad in ladders if lad.chosen is None and not lad.tried("lora")),
-                         key=lambda lad: -lad.value_per_token())
+                         key=lambda lad: -lad.value_per_training_char())
         lora_started = time.time()
         for i, ladder in enumerate(waiting):
             if opts.lora_budget_s is not None:  # an equal share of what is left for each task still waiting
@@ -281,7 +281,7 @@ class Ladder:
             speed = f", {p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else ""
             self.say(f"  {self.task.task_id}: {p.phase} step {p.step}/{p.total_steps}{loss}{speed}")
 
-    def value_per_token(self) -> float:
+    def value_per_training_char(self) -> float:
         """Monthly saving per character of training text (what changes in the prompt, and the answer)."""
         from protege.train.format import response_message, target_text
         from protege.train.kinds import user_text

@@ -63,7 +63,6 @@ class Responder(ABC):
 
     model_name: str = "specialist"
     """What the gateway writes in a served completion's `model` field (`<model_name>:<task>`)."""
-    max_tokens: int | None = None
 
     @abstractmethod
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
@@ -71,9 +70,6 @@ class Responder(ABC):
         answer for the request (the router asks the LLM; nothing is counted as invalid). `scope` names the
         caller (workload and key): answers are never shared across scopes. Raises the runtime's
         `RuntimeRequestError`s (invalid or truncated output)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        pass
 
 
 class SpecialistKind(ABC):
