@@ -139,7 +139,7 @@ class DemoOptions:
     licences: list[str] | None = None
     """Licences the base models may have (None: selection's permissive default)."""
     lora_budget_s: float | None = 540
-    """LoRA training the flywheel pass may start (seconds): the 15-minute budget of `make demo` on 2 cores."""
+    """Seconds of LoRA training in the flywheel pass: what keeps `make demo` inside 15 minutes on 2 cores."""
 
 
 def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> dict:
