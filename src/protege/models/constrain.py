@@ -231,11 +231,6 @@ def plan_output(request: dict) -> OutputPlan:
         schema = check_schema(spec["schema"])
     else:
         raise InvalidRequestError(f"unsupported response_format type {rf['type']!r}", param="response_format")
-    if not _finite(schema, schema, frozenset()):
-        raise UnsupportedSchemaError(
-            f"{where}: the JSON schema can never be satisfied: it requires a value inside itself through '$ref' "
-            "with no way to stop (no optional branch, empty array or non-required property breaks the cycle); "
-            "make the recursive field optional or add an anyOf alternative", keyword="$ref", param=where)
     llg = _llguidance()
     grammar = llg.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
     return OutputPlan(kind="json", grammar=grammar, schema=schema)
