@@ -326,7 +326,7 @@ class Ladder:
 
     def _try(self, kind: Any, pool: Any) -> None:
         from protege.route.calibrate import evaluate_served
-        from protege.train.artifact import EVAL_REPORT, write_manifest
+        from protege.train.artifact import EVAL_REPORT, refresh_manifest
 
         task_id = self.task.task_id
         folder = self.version.with_name(f"{self.version.name}-{kind.name}")
@@ -349,8 +349,7 @@ class Ladder:
             return
         (folder / EVAL_REPORT).write_text(report.to_json())
         cal.save(folder)
-        manifest = json.loads((folder / "specialist.json").read_text())
-        write_manifest(folder, {k: v for k, v in manifest.items() if k not in ("format_version", "created", "files")})
+        refresh_manifest(folder)  # its file list now has eval.json and calibration.json
         verdict = judge_calibration(cal, self.policy, self.current.mode if self.current else "off",
                                     llm_usd_per_call=self.llm_usd, usd_per_hour=self.settings.routing.local_usd_per_hour)
         self.candidates.append({

@@ -83,6 +83,14 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
     return path
 
 
+def refresh_manifest(folder: Path, **changes) -> Path:
+    """Rewrite a folder's manifest with `changes` applied and its file list brought up to date (after files
+    such as eval.json were added)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    kept = {k: v for k, v in manifest.items() if k not in ("format_version", "created", "files")}
+    return write_manifest(folder, kept | changes)
+
+
 def load_specialist(folder_or_task: str | Path) -> Specialist:
     """A specialist from its folder (or from its task id, under $PROTEGE_HOME/specialists)."""
     folder = Path(folder_or_task)

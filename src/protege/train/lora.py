@@ -2,8 +2,8 @@
 
 For extraction, tool calls and text: the open outputs no cheaper kind can give. It trains on
 every curated call of the task up to `max_train_calls` (None: all of them), and is served with
-its pruned prompt and constrained decoding (the task's JSON schema, its tools' schemas, or for a
-label task without `response_format` its label set).
+its pruned prompt and constrained decoding (the request's JSON schema or its tools' schemas; a
+label task without `response_format` decodes unconstrained and the router checks the label).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from protege.train.artifact import load_specialist, write_manifest
+from protege.train.artifact import load_specialist, refresh_manifest
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
 
 
@@ -40,8 +40,7 @@ class LoraKind(SpecialistKind):
         spec = load_specialist(folder)
         if spec.gguf_adapter is None:
             raise RuntimeError(f"no GGUF adapter ({spec.manifest.get('gguf_export_error')}): it cannot be served")
-        write_manifest(folder, {k: v for k, v in spec.manifest.items() if k not in ("format_version", "created", "files")}
-                       | {"kind": self.name})
+        refresh_manifest(folder, kind=self.name)
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
         spec = load_specialist(folder)
