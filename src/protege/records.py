@@ -31,6 +31,12 @@ def call_scope(workload: str | None, client: str | None) -> str:
     return f"{workload or ''}\x1f{client or ''}"
 
 
+def workload_of(request: dict, header: str | None = None) -> str | None:
+    """A call's workload: the `X-Protege-Workload` header's value, else the request's `metadata.workload`."""
+    meta = request.get("metadata")
+    return header or (meta["workload"] if isinstance(meta, dict) and isinstance(meta.get("workload"), str) else None)
+
+
 def content_call_id(request: dict, response: dict | None) -> str:
     """A deterministic id for an imported call, so that importing the same line twice is a no-op."""
     blob = orjson.dumps({"request": request, "response": response}, option=orjson.OPT_SORT_KEYS)
@@ -108,6 +114,5 @@ def fill_derived_fields(record: CallRecord) -> CallRecord:
     if isinstance(meta, dict):  # OpenAI's own `metadata` request field: the caller's labels, never protege's keys
         labels = {k: v for k, v in meta.items() if k not in PROTEGE_METADATA_KEYS}
         record.metadata = {**labels, **record.metadata}
-        if record.workload is None and isinstance(meta.get("workload"), str):
-            record.workload = meta["workload"]
+        record.workload = workload_of(req, record.workload)
     return record

@@ -31,7 +31,7 @@ from protege.gateway.auth import Caller, KeyRing, is_loopback, open_network_refu
 from protege.gateway.metrics import GatewayMetrics
 from protege.openai_format import SSEEvents, error_body, iter_sse_data, reassemble_chat_stream
 from protege.pricing import local_cost
-from protege.records import CallRecord, fill_derived_fields, new_call_id
+from protege.records import CallRecord, call_scope, fill_derived_fields, new_call_id, workload_of
 from protege.route.router import RouteDecision, Router
 from protege.store import CallFilter, Store, open_store
 from protege.store.spool import CallLog, unloggable
@@ -310,7 +310,8 @@ async def chat_completions(request: Request) -> Response:
     if upstream is None:
         return _error(404, f"No upstream serves model {model!r}. Add one with --upstream URL or an [[upstreams]] entry "
                       "whose models match it in protege.toml.", code="model_not_found", param="model")
-    decision = gw.router.decide(body, request.headers, record.id, caller.name) if gw.router is not None else None
+    scope = call_scope(workload_of(body, workload), caller.name)  # whose logged answers it may be given
+    decision = gw.router.decide(body, request.headers, record.id, scope) if gw.router is not None else None
     if decision is not None:
         record.task_id = decision.task_id
         record.metadata["route"] = decision.metadata()

@@ -38,7 +38,6 @@ from protege.config import Settings
 from protege.evaluate.metrics import normalize_label
 from protege.models.errors import InvalidOutputError, RuntimeRequestError
 from protege.models.serving import LocalModelPool
-from protege.records import call_scope
 from protege.route.calibrate import Calibration
 from protege.store.base import Route, ShadowResult, Store
 
@@ -48,7 +47,6 @@ DEFAULT_MAX_TOKENS = 512
 AGREEMENT = {"tool_call": 0.999, "json": 0.999, "label": 0.999, "text": 0.6}
 """Headline score at which a shadow answer counts as agreeing with the LLM's."""
 MAX_PENDING_SHADOWS = 64
-WORKLOAD_HEADER = "x-protege-workload"
 
 
 @dataclass
@@ -205,9 +203,9 @@ class Router:
                                 manifest.get("output_kind") or "text", max_tokens, labels)
 
     # -- per request ------------------------------------------------------------------------------
-    def decide(self, request: dict, headers: Any, call_id: str, client: str | None = None) -> RouteDecision | None:
-        """None while there is no task catalog yet (nothing to route, nothing recorded). `client`: the name of
-        the caller's key (None in open mode)."""
+    def decide(self, request: dict, headers: Any, call_id: str, scope: str | None = None) -> RouteDecision | None:
+        """None while there is no task catalog yet (nothing to route, nothing recorded). `scope`: who asks
+        (`protege.records.call_scope` of the call's workload and key)."""
         state = self._state
         if state.assigner is None:
             return None
@@ -215,9 +213,7 @@ class Router:
         if _truthy(headers.get(self.human_header, "")) or _truthy(meta.get("human_facing", "")):
             return RouteDecision(None, "human_facing", human_facing=True)
         assignment = state.assigner.explain(request, allow_embedding=False)
-        workload = headers.get(WORKLOAD_HEADER) or (meta.get("workload") if isinstance(meta.get("workload"), str)
-                                                     else None)
-        decision = RouteDecision(assignment.task_id, assignment.via, scope=call_scope(workload, client))
+        decision = RouteDecision(assignment.task_id, assignment.via, scope=scope)
         route = state.routes.get(assignment.task_id) if assignment.task_id else None
         if route is None:
             return decision
@@ -288,11 +284,11 @@ class Router:
             reference = response_message(llm_response) or {}
             got = self.answer(RouteDecision(decision.task_id, decision.via, specialist=specialist,
                                             scope=decision.scope), request)
+            if got.fallback_reason == "no_match":
+                return  # nothing the specialist would have served: nothing to compare
             message = got.completion["choices"][0]["message"] if got.completion and got.fallback_reason is None else None
             kind = specialist.output_kind
             labels = {normalize_label(reference.get("content"))} if kind == "label" else set()
-            if got.fallback_reason == "no_match":
-                return  # nothing the specialist would have served: nothing to compare
             scores, valid = score_answer(kind, Answer(message), Example(call_id, request, reference), labels)
             score = float(scores.get(HEADLINE[kind], 0.0))
             self.store.add_shadow_result(ShadowResult(
