@@ -26,6 +26,7 @@ from protege.train.format import target_text
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind, user_text
 
 HEAD = "head.npz"
+CLASSES = "classes.json"
 MAX_CLASSES = 64
 MIN_COVERED = 0.9
 """Share of training calls whose answer is a class seen at least twice, below which the task is not closed."""
@@ -56,12 +57,12 @@ def _embedder():
 class ClassifierResponder(Responder):
     model_name = "minilm-classifier"
 
-    def __init__(self, folder: Path, output_kind: str, classes: list[dict]):
+    def __init__(self, folder: Path):
         import numpy as np
 
         head = np.load(folder / HEAD)
         self.weights, self.bias = head["weights"], head["bias"]
-        self.output_kind, self.classes = output_kind, classes
+        self.classes = json.loads((folder / CLASSES).read_text())
         self.embedder = _embedder()
 
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
@@ -124,7 +125,7 @@ class EncoderClassifier(SpecialistKind):
             if len(names) == 2:  # sklearn's binary head is one row: make it two logits
                 weights, bias = np.vstack([-weights / 2, weights / 2]), np.array([-bias[0] / 2, bias[0] / 2])
         np.savez(folder / HEAD, weights=weights, bias=bias)
-        (folder / "classes.json").write_text(json.dumps([message_of[n] for n in names], ensure_ascii=False))
+        (folder / CLASSES).write_text(json.dumps([message_of[n] for n in names], ensure_ascii=False))
         write_manifest(folder, {
             "task": task.task_id, "kind": self.name, "output_kind": task.output_kind, "embedder": "all-MiniLM-L6-v2",
             "head": "logistic regression (C=10)", "classes": len(names),
@@ -132,9 +133,7 @@ class EncoderClassifier(SpecialistKind):
         })
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
-        manifest = json.loads((folder / "specialist.json").read_text())
-        classes = json.loads((folder / "classes.json").read_text())
-        return ClassifierResponder(folder, manifest["output_kind"], classes)
+        return ClassifierResponder(folder)
 
 
 register_kind(EncoderClassifier)

@@ -3,7 +3,7 @@
 | kind         | answers                                              | serves      | built in          |
 |--------------|------------------------------------------------------|-------------|-------------------|
 | `reuse`      | a request that repeats one the LLM already answered  | any task    | `train.reuse`     |
-| `classifier` | closed outputs: labels, JSON of enums and booleans   | ~10 ms, CPU | `train.classifier`|
+| `classifier` | closed outputs: labels, JSON of enums and booleans   | ~20 ms, CPU | `train.classifier`|
 | `lora`       | extraction, tool calls, text: a LoRA-tuned small LM  | llama.cpp   | here              |
 
 A kind is one class: `build` writes a self-describing folder from the task's calls (the

@@ -120,13 +120,13 @@ class AnswerReuse(SpecialistKind):
     def build(self, task: TaskData, folder: Path, options: BuildOptions) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         cut = self._cut(task)
+        index = build_index(task.history)
         (folder / "heldout_index.json").write_text(json.dumps(build_index(task.history[:cut])))
-        (folder / INDEX).write_text(json.dumps(build_index(task.history)))
-        repeats = Counter(request_key(ex.request, ex.scope) for ex in as_examples(task.history))
+        (folder / INDEX).write_text(json.dumps(index))
         write_manifest(folder, {
             "task": task.task_id, "kind": self.name, "output_kind": task.output_kind,
-            "max_age_s": options.max_reuse_age_s, "calls": len(task.history), "distinct_requests": len(repeats),
-            "repeat_share": round(1 - len(repeats) / max(1, len(task.history)), 4),
+            "max_age_s": options.max_reuse_age_s, "calls": len(task.history), "distinct_requests": len(index),
+            "repeat_share": round(1 - len(index) / max(1, len(task.history)), 4),
             "splits": {"train": cut, "test": len(task.history) - cut},
         })
 
