@@ -7,7 +7,7 @@
    questions (PyPI `bfcl-eval`) become logged calls (`bench/bfcl_data.py`): the question's messages and
    its functions as OpenAI tools, answered by the ground truth (the first acceptable value of each
    parameter) standing in for the big model's answer.
-2. Each category is split 70/30 by call id (seeded hash, `protege.train.examples.split_examples`).
+2. Each category is split 70/30 by call id (seeded hash, `protege.specialist.examples.split_examples`).
 3. One specialist (task "bfcl") is distilled from the training part of all six categories with
    `protege.train.commands.train_task` (LoRA, the project's trainer; 10% of the training part is its
    validation set). Prompt pruning is off: every BFCL question brings its own functions, so a tool list
@@ -99,7 +99,7 @@ BUDGETS = {
 
 def build_eval_runtime(kind: str, model: str, folder: str, device: str, threads: int | None):
     """(runtime, specialist prompt renderer) with the specialist's adapter loaded as "specialist"."""
-    from protege.train.artifact import load_specialist
+    from protege.specialist.artifact import load_specialist
 
     spec = load_specialist(folder)
     if kind == "llamacpp":
@@ -114,7 +114,7 @@ def build_eval_runtime(kind: str, model: str, folder: str, device: str, threads:
         import torch
 
         from protege.evaluate.runtimes import specialist_runtime
-        from protege.train.base import load_base
+        from protege.specialist.base import load_base
 
         if threads:
             torch.set_num_threads(threads)
@@ -261,8 +261,8 @@ def main() -> None:
 
     # 1-2. the logged calls and their split
     from protege.evaluate.commands import generation_budget
-    from protege.train.base import load_base
-    from protege.train.examples import as_examples, split_examples
+    from protege.specialist.base import load_base
+    from protege.specialist.examples import as_examples, split_examples
     from protege.train.trainer import TrainConfig
 
     records = bfcl_records(args.categories)
@@ -295,8 +295,8 @@ def main() -> None:
     del base
 
     # 3. one specialist over every category
+    from protege.specialist.examples import data_hash
     from protege.train.commands import train_task
-    from protege.train.examples import data_hash
 
     folder = Path(args.specialist_dir) if args.specialist_dir else Path(tempfile.mkdtemp(prefix="bfcl-specialist-"))
     cfg = TrainConfig(epochs=budget.epochs, max_length=budget.max_length, device=budget.device, patience=2)

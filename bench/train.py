@@ -124,9 +124,9 @@ def main() -> None:
 
     from protege.evaluate.harness import ReferenceCandidate, RuntimeCandidate, evaluate
     from protege.evaluate.runtimes import specialist_runtime
-    from protege.train.base import load_base
-    from protege.train.examples import read_examples, split_examples
-    from protege.train.format import infer_output_kind, learn_pruning_rule, response_message
+    from protege.specialist.base import load_base
+    from protege.specialist.examples import read_examples, split_examples
+    from protege.specialist.format import infer_output_kind, learn_pruning_rule, response_message
     from protege.train.trainer import TrainConfig
 
     examples = read_examples(demo_traces(), args.task)

@@ -32,9 +32,9 @@ def main() -> None:
     from protege.evaluate.commands import generation_budget
     from protege.evaluate.harness import RuntimeCandidate, evaluate
     from protege.evaluate.runtimes import specialist_runtime
-    from protege.train.base import load_base
-    from protege.train.examples import read_examples, split_examples
-    from protege.train.format import learn_pruning_rule
+    from protege.specialist.base import load_base
+    from protege.specialist.examples import read_examples, split_examples
+    from protege.specialist.format import learn_pruning_rule
     from protege.train.trainer import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -12,8 +12,8 @@ from tests.models_support import random_lora, smollm2_runtime
 def specialist_folder(folder: Path, task: str, output_kind: str = "json") -> Path:
     """A complete specialist folder (manifest, adapter.gguf, calibration.json) for `task` on smollm2-135m."""
     from protege.route.calibrate import Calibration
-    from protege.train.artifact import ADAPTER_GGUF, write_manifest
-    from protege.train.format import PromptFormat, end_of_turn_marker
+    from protege.specialist.artifact import ADAPTER_GGUF, write_manifest
+    from protege.specialist.format import PromptFormat, end_of_turn_marker
 
     _, gguf = random_lora(7, std=0.001)
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from protege.evaluate.harness import Answer, Candidate, ReferenceCandidate, evaluate
-from protege.train.examples import as_examples
+from protege.specialist.examples import as_examples
 
 from .train_support import tool_rows, triage_rows
 

@@ -11,7 +11,7 @@ from protege.config import load_settings
 from protege.demo import free_port, start_process, stop_process
 from protege.evaluate.harness import Answer, Candidate, ReferenceCandidate, evaluate
 from protege.evaluate.judge import JudgeError, LLMJudge, judge_request, last_user_message
-from protege.train.examples import Example, as_examples
+from protege.specialist.examples import Example, as_examples
 
 from .train_support import triage_rows
 

@@ -11,10 +11,10 @@ SRC = Path(__file__).parent.parent / "src" / "protege"
 LAYERS = {
     "records": 0, "openai_format": 0, "pricing": 0, "data": 0,
     "store": 1, "config": 2,
-    "models": 3,
-    "curate": 4, "cluster": 4, "train": 4, "evaluate": 4,
-    "route": 5, "flywheel": 6, "report": 6,
-    "gateway": 7, "client": 7, "demo": 8, "cli": 9, "__main__": 10, "__init__": 10,
+    "models": 3, "specialist": 4,
+    "curate": 5, "cluster": 5, "evaluate": 5, "train": 6,
+    "route": 7, "flywheel": 8, "report": 8,
+    "gateway": 9, "client": 9, "demo": 10, "cli": 11, "__main__": 12, "__init__": 12,
 }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from protege.specialist.format import infer_output_kind
 from protege.train.data import bucket_batches, epoch_order, fixed_batches
-from protege.train.format import infer_output_kind
 
 
 def test_bucketed_batches_cover_every_example_within_the_budget():

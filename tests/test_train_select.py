@@ -8,7 +8,7 @@ import re
 import pytest
 
 from protege.models.catalog import ModelCatalog, builtin_models
-from protege.train.examples import as_examples
+from protege.specialist.examples import as_examples
 from protege.train.select import (
     PERMISSIVE_LICENCES,
     SELECTION,
@@ -30,7 +30,7 @@ def real_catalog() -> ModelCatalog:
 
 def demo_triage(n: int):
     from protege.data import demo_traces_path
-    from protege.train.commands import task_examples
+    from protege.specialist.examples import task_examples
 
     return task_examples("ticket_triage", data=demo_traces_path())[:n]
 

@@ -32,8 +32,8 @@ def test_smollm2_specialist_beats_its_base(home, tmp_path):
     pytest.importorskip("llama_cpp")
     from protege.evaluate.harness import RuntimeCandidate, evaluate
     from protege.models.llamacpp import LlamaCppRuntime
-    from protege.train.artifact import load_specialist
-    from protege.train.examples import as_examples
+    from protege.specialist.artifact import load_specialist
+    from protege.specialist.examples import as_examples
 
     spec = load_specialist(outcome.folder)
     runtime = LlamaCppRuntime(spec.manifest["base_model"]["file"], n_ctx=1024,

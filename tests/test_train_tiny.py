@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from protege.train.examples import as_examples, data_hash
-from protege.train.format import PromptFormat, learn_pruning_rule, prune_request, target_text
+from protege.specialist.examples import as_examples, data_hash
+from protege.specialist.format import PromptFormat, learn_pruning_rule, prune_request, target_text
 
 from .train_support import build_tiny_llama, tool_rows, triage_rows
 
@@ -56,7 +56,7 @@ def test_pruning_drops_shared_text_and_keeps_what_varies():
 
 def test_layer_split_forward_matches_the_full_model(tiny):
     """The cached lower layers + upper layers + target-only logits give the model's own loss."""
-    from protege.train.base import load_base
+    from protege.specialist.base import load_base
     from protege.train.data import tokenize_examples
     from protege.train.trainer import LoraTrainer, TrainConfig
 
@@ -79,7 +79,7 @@ def test_layer_split_forward_matches_the_full_model(tiny):
 
 
 def test_train_task_writes_every_promised_file(tiny, tmp_path):
-    from protege.train.artifact import load_specialist
+    from protege.specialist.artifact import load_specialist
     from protege.train.commands import train_task
     from protege.train.trainer import TrainConfig
 
@@ -116,7 +116,7 @@ def test_train_task_writes_every_promised_file(tiny, tmp_path):
 
 
 def _run(tiny, ckpt, steps_before_interrupt=None):
-    from protege.train.base import load_base
+    from protege.specialist.base import load_base
     from protege.train.data import tokenize_examples
     from protege.train.trainer import LoraTrainer, TrainConfig
 
@@ -180,7 +180,7 @@ def test_a_time_budget_shrinks_the_plan_and_still_ends_on_a_validation(tiny):
     """`max_train_s`: the run stops when its budget is spent, not after the planned epochs, with its best weights."""
     import time
 
-    from protege.train.base import load_base
+    from protege.specialist.base import load_base
     from protege.train.data import tokenize_examples
     from protege.train.trainer import LoraTrainer, TrainConfig
 

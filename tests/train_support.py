@@ -59,7 +59,7 @@ def tool_rows(n: int, seed: int = 0) -> list[dict]:
 
 def build_tiny_llama(folder: Path) -> Path:
     """A 2-layer randomly initialised Llama and a byte-level BPE tokenizer with ChatML tokens, saved as a
-    transformers folder (what `protege.train.base.load_base` accepts)."""
+    transformers folder (what `protege.specialist.base.load_base` accepts)."""
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -487,7 +487,8 @@ def train(
     """Distil a task's logged calls into a LoRA specialist (resumes if interrupted), then evaluate it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from protege.train.commands import task_examples, train_task
+    from protege.specialist.examples import task_examples
+    from protege.train.commands import train_task
     from protege.train.trainer import TrainConfig
 
     if model is not None and (licence or max_memory_gb is not None):

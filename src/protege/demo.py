@@ -261,8 +261,8 @@ def _summarise(home: Path, agent: _Agent, live_start: float, wall_s: float, say,
     from protege.evaluate.harness import HEADLINE, Answer, score_answer
     from protege.evaluate.metrics import normalize_label
     from protege.report.savings import build_report, render_html, render_terminal
-    from protege.train.examples import Example
-    from protege.train.format import infer_output_kind, response_message
+    from protege.specialist.examples import Example
+    from protege.specialist.format import infer_output_kind, response_message
 
     live = agent.answers
     by_task: dict[str, list] = {}

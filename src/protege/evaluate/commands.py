@@ -20,8 +20,8 @@ from protege.evaluate.harness import (
     evaluate,
 )
 from protege.evaluate.judge import Judge
-from protege.train.artifact import EVAL_REPORT, load_specialist
-from protege.train.examples import Example
+from protege.specialist.artifact import EVAL_REPORT, load_specialist
+from protege.specialist.examples import Example, task_examples
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def evaluate_specialist(folder: str | Path, test: Sequence[Example], *, base: An
     A `judge` (`protege.evaluate.judge.LLMJudge`) grades free-text answers; its score is then the headline.
     """
     from protege.evaluate.runtimes import specialist_runtime
-    from protege.train.base import load_base
+    from protege.specialist.base import load_base
 
     spec = load_specialist(folder)
     test = list(test)[:limit] if limit else list(test)
@@ -75,8 +75,6 @@ def eval_task(task: str, *, specialist: str | Path | None = None, data: str | Pa
     from `data`, `records` or the store. The report is written to the folder's eval.json. With a
     `judge`, free-text tasks are also graded by it (see `protege.evaluate.judge`).
     """
-    from protege.train.commands import task_examples
-
     spec = load_specialist(specialist or task)
     wanted = set(spec.manifest["splits"]["test_ids"])
     examples = [ex for ex in task_examples(task, records=records, data=data, store_url=store_url) if ex.id in wanted]

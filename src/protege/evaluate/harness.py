@@ -34,8 +34,8 @@ from protege.evaluate.metrics import (
     percentile,
 )
 from protege.pricing import LOCAL_USD_PER_HOUR, local_cost
-from protege.train.examples import Example
-from protege.train.format import infer_output_kind, target_text
+from protege.specialist.examples import Example
+from protege.specialist.format import infer_output_kind, target_text
 
 log = logging.getLogger(__name__)
 

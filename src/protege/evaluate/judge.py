@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from protege.train.examples import Example
+from protege.specialist.examples import Example
 
 if TYPE_CHECKING:
     from protege.config import Settings

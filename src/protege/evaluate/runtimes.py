@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from protege.train.format import PromptFormat
+from protege.specialist.format import PromptFormat
 
 
 def specialist_runtime(model: Any, tokenizer: Any, **options: Any):

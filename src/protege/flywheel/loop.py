@@ -157,7 +157,7 @@ def _needs_training(store: Store, task_id: str, calls: int, growth: float) -> st
 
 
 def _next_folder(task_id: str) -> Path:
-    from protege.train.artifact import default_folder
+    from protege.specialist.artifact import default_folder
 
     root = default_folder(task_id)
     root.mkdir(parents=True, exist_ok=True)
@@ -283,7 +283,7 @@ class Ladder:
 
     def value_per_training_char(self) -> float:
         """Monthly saving per character of training text (what changes in the prompt, and the answer)."""
-        from protege.train.format import response_message, target_text
+        from protege.specialist.format import response_message, target_text
         from protege.train.kinds import user_text
 
         chars = sum(len(user_text(r.request)) + len(target_text(response_message(r.response) or {}))
@@ -326,7 +326,7 @@ class Ladder:
 
     def _try(self, kind: Any, pool: Any) -> None:
         from protege.route.calibrate import evaluate_served
-        from protege.train.artifact import EVAL_REPORT, refresh_manifest
+        from protege.specialist.artifact import EVAL_REPORT, refresh_manifest
 
         task_id = self.task.task_id
         folder = self.version.with_name(f"{self.version.name}-{kind.name}")

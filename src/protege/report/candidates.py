@@ -16,8 +16,8 @@ from pathlib import Path
 
 from protege.report.charts import interval
 from protege.report.formats import counts, ms, usd, when
+from protege.specialist.artifact import MANIFEST
 from protege.store import Decision
-from protege.train.artifact import MANIFEST
 
 FLYWHEEL_COMMAND = "protege flywheel run"
 

@@ -20,8 +20,8 @@ from protege.evaluate.metrics import percentile
 from protege.report.candidates import candidates_html, change_text, latest_gates, render_why, specialist_kind
 from protege.report.charts import columns, interval, lines, page
 from protege.report.formats import counts, ms, pct, usd, when
+from protege.specialist.artifact import EVAL_REPORT
 from protege.store import CallFilter, Store
-from protege.train.artifact import EVAL_REPORT
 
 
 def wilson_ci(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

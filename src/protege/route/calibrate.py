@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from protege.pricing import local_cost
-from protege.train.examples import Example
+from protege.specialist.examples import Example
 
 CALIBRATION = "calibration.json"
 

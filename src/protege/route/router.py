@@ -275,8 +275,8 @@ class Router:
 
     def _compare(self, decision: RouteDecision, request: dict, call_id: str, llm_response: dict) -> None:
         from protege.evaluate.harness import HEADLINE, Answer, score_answer
-        from protege.train.examples import Example
-        from protege.train.format import response_message
+        from protege.specialist.examples import Example
+        from protege.specialist.format import response_message
 
         try:
             specialist = decision.specialist

@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from protege.train.artifact import write_manifest
-from protege.train.examples import Example, as_examples
-from protege.train.format import target_text
+from protege.specialist.artifact import write_manifest
+from protege.specialist.examples import Example, as_examples
+from protege.specialist.format import target_text
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind, user_text
 
 HEAD = "head.npz"

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from protege.records import CallRecord
-from protege.train.artifact import ADAPTER_DIR, ADAPTER_GGUF, default_folder, write_manifest
-from protege.train.examples import Example, as_examples, data_hash, read_examples, split_examples
-from protege.train.format import infer_output_kind, learn_pruning_rule, response_message
+from protege.specialist.artifact import ADAPTER_DIR, ADAPTER_GGUF, default_folder, write_manifest
+from protege.specialist.examples import Example, as_examples, data_hash, split_examples, task_examples
+from protege.specialist.format import infer_output_kind, learn_pruning_rule, response_message
 from protege.train.trainer import TrainConfig, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,6 @@ class TrainOutcome:
     result: TrainResult
     report: Any | None
     """The `EvalReport`, when evaluation ran."""
-
-
-def task_examples(task: str, *, records: Sequence[CallRecord | Example | dict] | None = None,
-                  data: str | Path | None = None, store_url: str | None = None) -> list[Example]:
-    """A task's examples from records in memory, a JSONL(.gz) file, or the store (in that order)."""
-    if records is not None:
-        return [ex for ex in as_examples(records) if ex.task in (None, task)]
-    if data is not None:
-        return read_examples(data, task)
-    from protege.store.base import CallFilter, open_store
-
-    with open_store(store_url) as store:
-        return as_examples(store.iter_calls(CallFilter(task_id=task)))
 
 
 def choose_base(folder: Path, examples: Sequence[Example], *, licences: Sequence[str] | None = None,
@@ -78,7 +65,7 @@ def train_task(task: str, *, model: str | None = None, records: Sequence[CallRec
     `licences` (the allow-list, default permissive licences) and `max_memory_bytes` (default: the
     machine's memory) steer that choice.
     """
-    from protege.train.base import load_base
+    from protege.specialist.base import load_base
     from protege.train.data import tokenize_examples
     from protege.train.trainer import LoraTrainer
 

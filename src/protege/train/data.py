@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from protege.train.examples import Example
-from protege.train.format import PromptFormat
+from protege.specialist.examples import Example
+from protege.specialist.format import PromptFormat
 
 log = logging.getLogger(__name__)
 

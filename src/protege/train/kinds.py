@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from protege.records import CallRecord
-from protege.train.examples import Example, as_examples
+from protege.specialist.examples import Example, as_examples
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def kind_named(name: str) -> SpecialistKind:
 
 def open_specialist(folder: str | Path, pool: Any = None) -> tuple[dict, Responder]:
     """(manifest, responder) of a specialist folder of any kind (a folder without `kind` is a LoRA one)."""
-    from protege.train.artifact import load_specialist
+    from protege.specialist.artifact import load_specialist
 
     spec = load_specialist(folder)
     return spec.manifest, kind_named(spec.manifest.get("kind", "lora")).open(spec.folder, pool)
@@ -142,7 +142,7 @@ def open_specialist(folder: str | Path, pool: Any = None) -> tuple[dict, Respond
 
 def output_kind_of(records: list[CallRecord]) -> str:
     """The task's output kind as training and evaluation name it: tool_call, json, label or text."""
-    from protege.train.format import infer_output_kind
+    from protege.specialist.format import infer_output_kind
 
     examples = as_examples(records)
     return infer_output_kind([ex.request for ex in examples], [ex.answer.get("content") or "" for ex in examples])

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from protege.train.artifact import load_specialist, refresh_manifest
+from protege.specialist.artifact import load_specialist, refresh_manifest
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
 
 

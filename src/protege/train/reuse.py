@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from protege.records import CallRecord
-from protege.train.artifact import write_manifest
-from protege.train.examples import Example, as_examples
-from protege.train.format import canonical_hash
+from protege.specialist.artifact import write_manifest
+from protege.specialist.examples import Example, as_examples
+from protege.specialist.format import canonical_hash
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
 
 INDEX = "reuse_index.json"

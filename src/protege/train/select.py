@@ -30,8 +30,8 @@ from typing import Any
 
 from protege.models.catalog import ModelCatalog, ModelSpec, default_catalog
 from protege.models.prompting import CHATML, render_prompt
-from protege.train.examples import Example, split_examples
-from protege.train.format import infer_output_kind, response_message, target_text
+from protege.specialist.examples import Example, split_examples
+from protege.specialist.format import infer_output_kind, response_message, target_text
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from protege.records import CallRecord, call_scope, content_call_id
-from protege.train.format import response_message
+from protege.specialist.format import response_message
 
 
 @dataclass
@@ -102,3 +102,16 @@ def split_examples(examples: Sequence[Example], share: float, seed: int = 0) -> 
     ranked = sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest())
     n_out = max(1, round(len(ranked) * share)) if share > 0 and len(ranked) > 1 else 0
     return ranked[n_out:], ranked[:n_out]
+
+
+def task_examples(task: str, *, records: Sequence[CallRecord | Example | dict] | None = None,
+                  data: str | Path | None = None, store_url: str | None = None) -> list[Example]:
+    """A task's examples from records in memory, a JSONL(.gz) file, or the store (in that order)."""
+    if records is not None:
+        return [ex for ex in as_examples(records) if ex.task in (None, task)]
+    if data is not None:
+        return read_examples(data, task)
+    from protege.store.base import CallFilter, open_store
+
+    with open_store(store_url) as store:
+        return as_examples(store.iter_calls(CallFilter(task_id=task)))

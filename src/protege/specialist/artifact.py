@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from protege.specialist.format import PromptFormat
 from protege.store.base import protege_home
-from protege.train.format import PromptFormat
 
 MANIFEST = "specialist.json"
 ADAPTER_DIR = "adapter"

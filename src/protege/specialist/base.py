@@ -19,8 +19,8 @@ from typing import Any
 from protege.models.catalog import ModelSpec, default_catalog, local_model_spec
 from protege.models.errors import require
 from protege.models.prompting import CHATML, TEMPLATES
+from protege.specialist.format import PromptFormat, end_of_turn_marker
 from protege.store.base import protege_home
-from protege.train.format import PromptFormat, end_of_turn_marker
 
 log = logging.getLogger(__name__)
 
