@@ -211,3 +211,86 @@ def test_a_kind_with_too_few_held_out_calls_is_not_built(home):
     assert task["action"] == "hold" and candidate["verdict"] == "skip"
     assert candidate["reason"] == "12 held-out calls to judge it on, the gate needs 30"
     assert not list((home / "specialists").rglob("specialist.json"))  # nothing was built
+
+
+PARAPHRASES = {
+    "Yes, we ship to Canada; delivery takes 5-8 business days.": [
+        "Do you ship to Canada?", "Can you deliver to Canada?", "Is shipping to Canada possible?",
+        "Do you send orders to Canada?", "Can I get my order shipped to Canada?"],
+    "Sorry, we do not ship to Mexico yet.": [
+        "Do you ship to Mexico?", "Can you deliver to Mexico?", "Is shipping to Mexico possible?",
+        "Do you send orders to Mexico?", "Can I get my order shipped to Mexico?"],
+    "You can return unused items within 30 days of delivery.": [
+        "What is your return window?", "How long do I have to return an item?", "How many days do I have for returns?",
+        "Until when can I send something back?", "What's the deadline to return a purchase?"],
+    "Yes, gift wrapping is available at checkout for $4.": [
+        "Do you offer gift wrapping?", "Can you gift wrap my order?", "Is gift wrapping available?",
+        "Could my present be wrapped?", "Do you wrap gifts?"],
+}
+
+
+def paraphrased_faq(rng: random.Random, n: int, order_status: bool = False) -> list[CallRecord]:
+    """Questions asked in many wordings (few exact repeats); with `order_status`, also questions that differ only in
+    an order number, each with its own answer: near-duplicates whose reuse would be wrong."""
+    pairs = []
+    for i in range(n):
+        if order_status and rng.random() < 0.5:
+            order = rng.randint(10000, 99999)
+            question = f"What is the status of order {order}?"
+            answer = f"Order {order} is {rng.choice(['packed', 'shipped', 'delivered'])}."
+        else:
+            answer = rng.choice(sorted(PARAPHRASES))
+            question = " ".join(filter(None, [rng.choice(OPENERS), rng.choice(PARAPHRASES[answer]), rng.choice(CLOSERS)]))
+        request = {"model": "gpt-4o", "messages": [{"role": "system", "content": FAQ_SYSTEM},
+                                                   {"role": "user", "content": question}]}
+        pairs.append({"request": request, "response": completion(answer, i)})
+    return records_of(pairs)
+
+
+def test_near_duplicate_reuse_answers_paraphrases_within_its_calibrated_false_hit_rate(tmp_path):
+    """Wordings of one question share its answer; the threshold, set on calls the gate never judges on, keeps
+    look-alikes with other answers (Canada / Mexico) out, and the held-out near hits within its false-hit rate."""
+    history = paraphrased_faq(random.Random(3), 600)
+    task = TaskData("faq", "text", history, [], history)
+    kind = AnswerReuse()
+    assert kind.unfit(task) is None
+    kind.build(task, tmp_path / "faq", BuildOptions())
+    fit = json.loads((tmp_path / "faq" / "specialist.json").read_text())["near_duplicates"]
+    assert fit["threshold"] is not None and (fit["false_hits"] + 1) / (fit["hits"] + 2) <= 0.03, fit
+
+    responder = kind.open(tmp_path / "faq")
+    asked = {"model": "gpt-4o", "messages": [{"role": "system", "content": FAQ_SYSTEM},
+                                             {"role": "user", "content": "Hi, do you ship to Canada? Thank you!"}]}
+    assert all(r.request["messages"][1]["content"] != asked["messages"][1]["content"] for r in history)
+    answer, confidence = responder.respond(asked, call_scope("support", None))
+    assert answer["choices"][0]["message"]["content"].startswith("Yes, we ship to Canada") and 0 < confidence < 0.5
+    assert responder.respond(asked, call_scope("sales", None)) == (None, None)  # never across workloads
+    assert responder.respond(asked, call_scope("support", "other-key")) == (None, None)  # nor keys
+    translate = asked | {"messages": [{"role": "system", "content": "Translate to French."}, asked["messages"][1]]}
+    assert responder.respond(translate, call_scope("support", None)) == (None, None)  # nor another system prompt
+
+    _, cal = evaluate_served(kind.open(tmp_path / "faq", heldout=True), kind.heldout(task), quality_ratio=0.98,
+                             output_kind="text")
+    served = [p for p in cal.points if p.valid and p.confidence is not None and p.confidence >= cal.threshold]
+    near = [p for p in served if p.confidence < 0.5]
+    assert len(near) >= 10, "near-duplicates were hardly served on the held-out calls"
+    assert sum(p.score < 0.999 for p in near) / len(near) <= 0.03  # the rate the threshold was calibrated to
+
+
+def test_near_duplicate_reuse_is_refused_where_look_alikes_have_other_answers(tmp_path):
+    """Order-status questions differ in a number MiniLM barely sees: no similarity keeps false hits under 3%, so the
+    kind reuses exact repeats only, or is not built at all when there are none."""
+    history = paraphrased_faq(random.Random(4), 600, order_status=True)
+    history = [r for r in history if "status of order" in r.request["messages"][1]["content"]]
+    kind = AnswerReuse()
+    kind.build(TaskData("orders", "text", history, [], history), tmp_path / "orders", BuildOptions())
+    fit = json.loads((tmp_path / "orders" / "specialist.json").read_text())["near_duplicates"]
+    assert fit["threshold"] is None and fit["checked"] > 20, fit
+    assert not (tmp_path / "orders" / "near_index.npz").exists()
+    asked = history[0].request | {"messages": [history[0].request["messages"][0],
+                                               {"role": "user", "content": "What is the status of order 12345?"}]}
+    assert kind.open(tmp_path / "orders").respond(asked, call_scope("support", None)) == (None, None)
+
+    once = list({r.request["messages"][1]["content"]: r for r in history}.values())  # no request asked twice
+    reason = kind.unfit(TaskData("orders", "text", once, [], once))
+    assert reason is not None and "near-duplicates" in reason and "false hits" in reason, reason

@@ -23,7 +23,15 @@ from typing import Any
 from protege.specialist.artifact import write_manifest
 from protege.specialist.examples import Example, as_examples
 from protege.specialist.format import target_text
-from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind, user_text
+from protege.train.kinds import (
+    BuildOptions,
+    Responder,
+    SpecialistKind,
+    TaskData,
+    register_kind,
+    sentence_embedder,
+    user_text,
+)
 
 HEAD = "head.npz"
 CLASSES = "classes.json"
@@ -48,12 +56,6 @@ def answer_class(message: dict, output_kind: str) -> str:
     return target_text(message, "json" if output_kind == "json" else output_kind).strip()
 
 
-def _embedder():
-    from protege.cluster.embed import MiniLMEmbedder
-
-    return MiniLMEmbedder(max_seq_length=256)
-
-
 class ClassifierResponder(Responder):
     model_name = "minilm-classifier"
 
@@ -63,7 +65,7 @@ class ClassifierResponder(Responder):
         head = np.load(folder / HEAD)
         self.weights, self.bias = head["weights"], head["bias"]
         self.classes = json.loads((folder / CLASSES).read_text())
-        self.embedder = _embedder()
+        self.embedder = sentence_embedder()
 
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
         import numpy as np
@@ -114,7 +116,7 @@ class EncoderClassifier(SpecialistKind):
         names = sorted({labels[i] for i in keep})
         message_of = {labels[i]: {k: v for k, v in examples[i].answer.items() if k in ("role", "content", "tool_calls")}
                       for i in keep}
-        x = _embedder().embed([user_text(examples[i].request) for i in keep])
+        x = sentence_embedder().embed([user_text(examples[i].request) for i in keep])
         y = np.array([names.index(labels[i]) for i in keep])
         folder.mkdir(parents=True, exist_ok=True)
         if len(names) == 1:  # one answer for everything: the head always says it, at the rate it held

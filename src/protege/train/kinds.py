@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -159,3 +160,12 @@ def user_text(request: dict, max_chars: int = 2000) -> str:
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         parts.append(str(content or ""))
     return "\n".join(parts)[-max_chars:]
+
+
+@lru_cache(maxsize=1)
+def sentence_embedder() -> Any:
+    """all-MiniLM-L6-v2, inputs cut at 256 tokens: what the classifier and near-duplicate reuse embed requests with
+    (one per process, loaded on first use)."""
+    from protege.cluster.embed import MiniLMEmbedder
+
+    return MiniLMEmbedder(max_seq_length=256)
