@@ -220,7 +220,7 @@ class ReuseResponder(Responder):
         if self.embedder is None:
             self.embedder = sentence_embedder()
         hit, similarity = self.near.nearest(frame, self.embedder.embed([user_text(request, EMBEDDED_CHARS)])[0])
-        if hit is None or similarity < self.threshold:
+        if hit is None or similarity < self.threshold or hit not in self.index:
             return None, 0.0
         return self.index[hit], similarity / 2  # below any exact hit (>= 0.5)
 
