@@ -294,3 +294,21 @@ def test_near_duplicate_reuse_is_refused_where_look_alikes_have_other_answers(tm
     once = list({r.request["messages"][1]["content"]: r for r in history}.values())  # no request asked twice
     reason = kind.unfit(TaskData("orders", "text", once, [], once))
     assert reason is not None and "near-duplicates" in reason and "false hits" in reason, reason
+
+
+def test_forgetting_calls_removes_their_answers_and_vectors_from_reuse(tmp_path):
+    """`protege forget` reaches a reuse folder: the forgotten requests are neither answered exactly nor nearly."""
+    from protege.train.reuse import NEAR, NearIndex, forget_requests
+
+    history = paraphrased_faq(random.Random(3), 600)
+    AnswerReuse().build(TaskData("faq", "text", history, [], history), tmp_path / "faq", BuildOptions())
+    canada = [r for r in history if "Canada" in r.request["messages"][1]["content"]]
+    assert forget_requests(tmp_path / "faq", canada) > 0
+    responder = AnswerReuse().open(tmp_path / "faq")
+    for record in canada[:20]:
+        answer, _ = responder.respond(record.request, call_scope("support", None))
+        assert answer is None or "Canada" not in answer["choices"][0]["message"]["content"]
+    for prefix in ("", "heldout_"):
+        index = json.loads((tmp_path / "faq" / f"{prefix}reuse_index.json").read_text())
+        assert not any("Canada" in e["message"]["content"] for e in index.values())
+        assert set(NearIndex.load(tmp_path / "faq" / (prefix + NEAR)).keys) <= set(index)

@@ -148,14 +148,19 @@ class NearIndex:
         best = int(sims.argmax())
         return self.keys[rows[best]], float(sims[best])
 
-    def save(self, path: Path) -> None:
-        import numpy as np
-
+    def frames(self) -> list[str]:
         frames = [""] * len(self.keys)
         for frame, rows in self.rows.items():
             for i in rows:
                 frames[i] = frame
-        np.savez(path, keys=np.array(self.keys), frames=np.array(frames), vectors=self.vectors.astype(np.float16))
+        return frames
+
+    def save(self, path: Path) -> None:
+        import numpy as np
+
+        with open(path, "wb") as f:  # a file object: np.savez would append .npz to a temporary name
+            np.savez(f, keys=np.array(self.keys), frames=np.array(self.frames()),
+                     vectors=self.vectors.astype(np.float16))
 
     @classmethod
     def load(cls, path: Path) -> NearIndex:
@@ -197,6 +202,36 @@ def fit_near(history: list[CallRecord], vectors: dict[str, Any]) -> dict:
         if (wrong + 1) / (n + 2) <= MAX_FALSE_HITS:
             fit.update(threshold=round(similarity, 4), hits=n, false_hits=wrong)
     return fit
+
+
+def forget_requests(folder: Path, records: list[CallRecord]) -> int:
+    """Remove these calls' requests from a reuse folder's indexes, answers and vectors alike (`protege forget`);
+    returns how many entries the serving index lost."""
+    keys = {request_key(ex.request, ex.scope) for ex in as_examples(records)}
+    removed = 0
+    for prefix in ("", "heldout_"):
+        path = folder / (prefix + INDEX)
+        if path.is_file():
+            index = json.loads(path.read_text())
+            kept = {k: v for k, v in index.items() if k not in keys}
+            if len(kept) != len(index):
+                removed += (len(index) - len(kept)) if not prefix else 0
+                _replace(path, lambda tmp, kept=kept: tmp.write_text(json.dumps(kept)))
+        path = folder / (prefix + NEAR)
+        if path.is_file():
+            near = NearIndex.load(path)
+            rows = [i for i, k in enumerate(near.keys) if k not in keys]
+            if len(rows) != len(near.keys):
+                frames = near.frames()
+                near = NearIndex([near.keys[i] for i in rows], [frames[i] for i in rows], near.vectors[rows])
+                _replace(path, lambda tmp, near=near: near.save(tmp))
+    return removed
+
+
+def _replace(path: Path, write: Any) -> None:
+    tmp = path.with_name("tmp-" + path.name)
+    write(tmp)
+    tmp.replace(path)
 
 
 class ReuseResponder(Responder):
