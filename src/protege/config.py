@@ -35,26 +35,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from protege.pricing import LOCAL_USD_PER_HOUR, Price, PriceTable
-from protege.store.base import protege_home
+from protege.store.base import protege_home, redact_credentials
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact_credentials(text: str) -> str:
-    """`text` with the `user:secret@` part of every URL in it replaced by `***@`, for messages and logs."""
-    return _URL_CREDENTIALS.sub("***@", text)
 
 
 class UpstreamConfig(_Strict):

@@ -83,6 +83,7 @@ class CallLog:
         self._fd = self._open_segment()
         self._written = 0
         self._unspooled: list[CallRecord] = []  # only used while the disk refuses writes
+        self._storing_unspooled = False
         self._read_offset = 0
         self._wake = threading.Event()
         self._closing = False
@@ -162,6 +163,7 @@ class CallLog:
         with self._lock:
             segments = list(self._segments)
             unspooled, self._unspooled = self._unspooled, []
+            self._storing_unspooled = bool(unspooled)  # flush() waits for these too
         if unspooled:
             try:
                 self.stored += self.store.add_calls(unspooled)
@@ -169,6 +171,8 @@ class CallLog:
                 with self._lock:
                     self._unspooled[:0] = unspooled
                 raise
+            finally:
+                self._storing_unspooled = False
         for i, path in enumerate(segments):
             is_open = i == len(segments) - 1
             records, end = _read_complete_lines(path, self._read_offset)
@@ -214,7 +218,7 @@ class CallLog:
             elif stall_s is not None and self.store_errors > errors and time.monotonic() - progress_at > stall_s:
                 return False
             with self._lock:
-                pending = bool(self._unspooled)
+                pending = bool(self._unspooled) or self._storing_unspooled
                 last = self._segments[-1]
                 written = self._written
                 single = len(self._segments) == 1

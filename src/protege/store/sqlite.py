@@ -159,7 +159,8 @@ def _record(row: sqlite3.Row) -> CallRecord:
     return CallRecord.from_dict(d)
 
 
-def _where(flt: CallFilter | None) -> tuple[str, list]:
+def _where(flt: CallFilter | None, placeholder: str = "?") -> tuple[str, list]:
+    """The WHERE clause selecting `flt` and its arguments (`placeholder` is the driver's: `?` or `%s`)."""
     if flt is None:
         return "", []
     clauses, args = [], []
@@ -172,7 +173,7 @@ def _where(flt: CallFilter | None) -> tuple[str, list]:
         ("task_id", "=", flt.task_id),
     ):
         if value is not None:
-            clauses.append(f"{column} {op} ?")
+            clauses.append(f"{column} {op} {placeholder}")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
