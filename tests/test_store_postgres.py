@@ -40,9 +40,9 @@ def test_migrations_from_the_first_schema_keep_old_rows(pg_server):
         assert store.get_call("old1").task_id == "t-extract" and store.list_keys() == []
 
 
-def test_processes_starting_together_migrate_once(pg_server):
+def test_processes_starting_together_migrate_once(store_url):
     """Eight openers race on a blank database (each its own connection, as separate processes would be)."""
-    url = pg_server.create_database()
+    url = store_url
     barrier, applied, errors = threading.Barrier(8), [], []
 
     def open_one() -> None:

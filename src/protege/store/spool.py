@@ -4,8 +4,12 @@
 tens of microseconds) and returns; the caller's response never waits for the database. A
 background thread batches new lines into the store. Because every acknowledged call is on disk
 before the caller sees its response, nothing is lost when the process is killed (even SIGKILL):
-the next `CallLog` on the same spool folder replays segments left by dead processes. The spool
-is unbounded on disk, so a slow database never drops calls; it only lets the spool grow.
+the next `CallLog` on the same spool folder replays segments left by dead processes, and every running one
+looks for such segments every `RECOVER_EVERY_S`. Several processes (gateway workers) share one spool folder:
+each writes only its own segments, named by its pid, and a replay is idempotent (the store skips ids it has), so a
+segment replayed by two siblings at once is still stored once. The folder must be on the host's own disk (the pid
+check is per host). The spool is unbounded on disk, so a slow database never drops calls; it only lets the spool
+grow.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from protege.store.base import Store
 log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 16 * 1024 * 1024
+RECOVER_EVERY_S = 10.0
+"""How often a running process looks for segments left by dead ones (a killed sibling worker's): their calls
+reach the store even when nothing restarts that worker."""
 
 
 def _is_alive(pid: int) -> bool:
@@ -144,11 +151,15 @@ class CallLog:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def _run(self) -> None:
+        recovered_at = time.monotonic()
         while True:
             self._wake.wait(0.25)
             self._wake.clear()
             closing = self._closing
             try:
+                if time.monotonic() - recovered_at > RECOVER_EVERY_S:  # a sibling worker may have died
+                    recovered_at = time.monotonic()
+                    self.recovered += self.recover()
                 self._drain()
             except Exception as e:  # the database is down or full: keep the spool, retry later
                 self.store_errors += 1
