@@ -341,7 +341,7 @@ def stuck_dump(logs: Path, pids: dict[str, int]) -> None:
         (logs / f"stuck-{name}.txt").write_text(out.stdout + out.stderr if out else "py-spy not installed\n")
 
 
-def worker_pids(url: str, want: int, tries: int = 40) -> set[int]:
+def worker_pids(url: str, want: int, tries: int = 100) -> set[int]:
     """The pids of the workers answering `url`, each new connection asking /health, until `want` are seen."""
     import urllib.request
 
@@ -354,6 +354,7 @@ def worker_pids(url: str, want: int, tries: int = 40) -> set[int]:
             time.sleep(0.2)
         if len(seen) >= want:
             break
+        time.sleep(0.1)  # a worker may still be starting
     return seen
 
 

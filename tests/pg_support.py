@@ -35,6 +35,15 @@ def find_bin_dir() -> Path:
     raise RuntimeError(MISSING)
 
 
+def _server_user() -> str:
+    """Who runs the server when we are root: `postgres` (Debian's package creates it), else `nobody`."""
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        return "nobody"
+
+
 class PostgresServer:
     """One PostgreSQL server on 127.0.0.1 with trust authentication for the user `protege`."""
 
@@ -46,7 +55,7 @@ class PostgresServer:
         self.port = port or free_port()
         self.log = self.root / "postgres.log"
         self.proc: subprocess.Popen | None = None
-        self._user = "postgres" if os.geteuid() == 0 else None  # postgres refuses to run as root
+        self._user = _server_user() if os.geteuid() == 0 else None  # postgres refuses to run as root
 
     def _run_as(self) -> dict:
         if self._user is None:
