@@ -97,3 +97,14 @@ def test_hostile_filter_values_are_only_values(store_url):
             assert list(store.iter_calls(flt)) == [] and store.stats(flt)["total"]["calls"] == 0
         assert store.get_call("a' OR '1'='1") is None and store.get_call("%s") is None
         assert [r.id for r in store.iter_calls(CallFilter(workload="w"))] == ["a"]
+
+
+def test_cli_says_what_to_fix_when_the_server_is_down(home):
+    from typer.testing import CliRunner
+
+    from protege.cli import app
+
+    url = f"postgresql://bot:s3cret-pw@127.0.0.1:{free_port()}/protege"
+    out = CliRunner().invoke(app, ["logs", "list", "--database", url])
+    assert out.exit_code == 1 and "Cannot open the PostgreSQL database" in out.output
+    assert "s3cret-pw" not in out.output and "Traceback" not in out.output
