@@ -722,15 +722,27 @@ def main() -> None:
 
         kill9 = None
         if "protege-pg2" in targets:  # one worker killed with -9 under load: its acknowledged calls must be stored
-            victim = min(worker_pids(urls["protege-pg2"], 2))
-            timer = threading.Timer(KILL_AFTER_S, os.kill, (victim, signal.SIGKILL))
-            timer.start()
+            workers = sorted(worker_pids(urls["protege-pg2"], 2))
+            killed: dict = {}
+
+            def kill_busiest() -> None:
+                """The kernel may hand all of a cell's connections to one worker: kill the one doing the work."""
+                before = {w: _cpu_seconds([w]) for w in workers}
+                time.sleep(KILL_AFTER_S)
+                used = {w: _cpu_seconds([w]) - before[w] for w in workers}
+                killed.update(victim=max(used, key=used.get), cpu_s=used)
+                os.kill(killed["victim"], signal.SIGKILL)
+
+            killer = threading.Thread(target=kill_busiest)
+            killer.start()
             res = run_cell("protege-pg2", "saturate", 32, False, 6.0, 0.0, collect_ids=True)
-            timer.join()
+            killer.join()
             acked["protege-pg2"] += res["ok"] + res["warmup_ok"]
-            kill9 = {"target": "protege-pg2", "killed_worker": victim, "killed_after_s": KILL_AFTER_S, "cell_s": 6.0,
+            kill9 = {"target": "protege-pg2", "killed_worker": killed["victim"], "killed_after_s": KILL_AFTER_S,
+                     "workers_cpu_s_before_kill": killed["cpu_s"], "cell_s": 6.0,
                      "acknowledged_200": res["ok"], "errors": res["errors"], "call_ids": res.pop("call_ids"),
                      "workers_after": sorted(worker_pids(urls["protege-pg2"], 2))}
+            victim = killed["victim"]
             print(f"  kill -9 of worker {victim} after {KILL_AFTER_S} s of a 6 s saturate cell: {res['ok']} calls "
                   f"answered, errors {res['errors']}, workers now {kill9['workers_after']}", flush=True)
 
