@@ -150,6 +150,7 @@ class PersonNameDetector(Detector):
     def __init__(self, use_spacy: bool = True, max_chars: int = 20_000):
         self.nlp = load_spacy_ner() if use_spacy else None
         self.max_chars = max_chars
+        load_gazetteer()  # here, not on the first call the gateway scrubs
         if use_spacy and self.nlp is None and not PersonNameDetector._warned:
             PersonNameDetector._warned = True
             log.warning("No spaCy English model found: person names use context rules only (lower recall). Fix: %s", INSTALL_HINT)
