@@ -148,7 +148,7 @@ def test_names_in_other_languages_and_scripts_are_found(scrubber, text, name):
     "Export the Quarterly Sales Report for the Board Meeting.",
     "東京駅の近くにある店舗で受け取れます。", "The warehouse in 板橋区 ships on weekdays.",  # a surname opening a place
     "您的订单已发货，预计明天送达。", "请联系我们确认退款事宜。",  # a cue with no name after it
-    "주문하신 상품이 내일 배송됩니다.", "The New Year Promotion ends in all 기니 stores.",
+    "주문하신 상품이 내일 배송됩니다.", "The New Year Promotion ends in all 기니 stores.", "Flights from Oslo to 성남시 are late.",
     "आपका ऑर्डर कल तक पहुंच जाएगा।", "Flights from Mumbai to चित्रकूट are delayed.",
     "Ваш заказ будет доставлен завтра из Москвы.", "Siparişiniz yarın İstanbul deposundan gönderilecek.",
 ])
@@ -163,6 +163,11 @@ def test_the_gazetteer_rules_leave_places_companies_and_plain_sentences_alone(te
 def test_eleven_digit_mobiles_without_separators(scrubber, number):
     assert scrubber.scrub_text(f"WhatsApp {number} for updates.") == "WhatsApp <PHONE_1> for updates."
     assert scrubber.scrub_text(f"{number} is the number on the account.") == "<PHONE_1> is the number on the account."
+
+
+def test_a_number_after_my_number_is_a_phone(scrubber):
+    assert scrubber.scrub_text("My number is 351 7026 9566, text me.") == "My number is <PHONE_1>, text me."
+    assert scrubber.find("Your order number is 351702695.") == []
 
 
 def test_ids_that_are_not_mobiles_stay(scrubber):

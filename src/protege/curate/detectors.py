@@ -172,7 +172,8 @@ _PHONE_CORE = r"(?:\+|00)?\d[\d\s().-]{3,22}\d(?:\s?(?:x|ext\.?|extension)\s?\d{
 PHONE_RE = r"(?<![\w+.-])(?:\(\+?\d{1,5}\)[\s-]?)?" + _PHONE_CORE + r"(?![\w-])"
 # a number right after a phone cue ("Phone: 3760702148", "call me back at ...")
 PHONE_CUE_RE = (
-    r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call(?:ed)?(?: me)?(?: back)?(?: at| on)?|caller|reach(?: \w+)? (?:at|on))\b[\s\"':=(]{0,4})"
+    r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call(?:ed)?(?: me)?(?: back)?(?: at| on)?|caller|reach(?: \w+)? (?:at|on)"
+    r"|(?:my|your|his|her|their) (?:phone |mobile |cell )?number(?: is)?)\b[\s\"':=(]{0,4})"
     r"(?P<v>\+?\d[\d\s().-]{5,20}\d)(?![\w-])"
 )
 _DATE_RE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")

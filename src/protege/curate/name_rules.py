@@ -47,6 +47,8 @@ KO_SURNAMES = frozenset("김이박최정강조윤장임한오서신권황안송�
 KO_SUFFIXES = ("고객님께서", "고객님께", "고객님의", "고객님이", "고객님은", "고객님을", "고객님", "님께서", "님께", "님의", "님이",
                "님은", "님을", "님", "씨가", "씨는", "씨의", "씨를", "씨", "에게", "께서", "께", "의", "이", "가", "은", "는", "을", "를",
                "과", "와", "도", "")
+KO_PLACE_END = frozenset("시구군동읍면도리로길역")
+"""Last syllables of Korean place names (성남시 city, 강남구 district, 역 station...)."""
 JA_HONORIFICS = ("様", "さま", "さん", "氏", "殿", "先生", "くん", "ちゃん")
 PARTICLES = frozenset(["van", "von", "der", "den", "de", "da", "das", "dos", "do", "del", "della", "di", "du", "la", "le", "bin", "ibn", "al", "el", "ter", "ten", "y", "e", "zu"])
 PREFIX_TITLES = frozenset(
@@ -107,7 +109,7 @@ def _is_first(word: str, gaz: Gazetteer) -> bool:
 
 # a company's legal form right after a run makes it an organisation ("Sandström Larsson AB")
 _ORG_AFTER = re.compile(
-    r",?\s(?:AB|AG|AS|A/S|ASA|BV|B\.V\.|GmbH|KG|OHG|SE|Oy|Oyj|NV|N\.V\.|Ltd|Ltda|LLC|LLP|Inc|Corp|PLC|plc|S\.?A\.?S?|"
+    r",?\s(?:AB|HB|KB|AG|AS|A/S|ASA|San\.|Şti\.|Ltd\.\s?Şti|BV|B\.V\.|GmbH|KG|OHG|SE|Oy|Oyj|NV|N\.V\.|Ltd|Ltda|LLC|LLP|Inc|Corp|PLC|plc|S\.?A\.?S?|"
     r"S\.?L\.?|S\.?p\.?A\.?|s\.?r\.?l\.?|S\.?R\.?L\.?|S\.?C\.?|SARL|sp\.|spółka|A\.Ş\.|Ltd\.|e Figli|& Co|und|y Asociados|"
     r"ve Ortakları|Holding|Group|Gruppe|Grupo|Inc\.|Co\.)(?![\w])"
 )
@@ -239,7 +241,8 @@ def hangul_names(text: str, gaz: Gazetteer) -> Iterator[tuple[int, int]]:
             if not word.endswith(suffix) or not 2 <= len(core) <= 4 or core[0] not in KO_SURNAMES:
                 continue
             honorific = suffix.startswith(("님", "고객님", "씨"))
-            if len(core) >= 3 and (gaz.is_first(core[1:]) or honorific or alone and not suffix):
+            place = core[-1] in KO_PLACE_END
+            if len(core) >= 3 and not place and (gaz.is_first(core[1:]) or honorific or alone and not suffix):
                 yield m.start(), m.start() + len(core)
                 break
 
