@@ -132,6 +132,7 @@ MULTILINGUAL_NAMES = [
     ("佐藤花子様から返金についての問い合わせがありました。", "佐藤花子"),  # Japanese, with an honorific
     ("김민준 고객님께 환불 관련 연락 부탁드립니다.", "김민준"),  # Korean
     ("Vui lòng gọi lại cho Nguyễn Văn Hùng về việc hoàn tiền.", "Nguyễn Văn Hùng"),  # Vietnamese
+    ("The refund for محمد العلي was approved.", "محمد العلي"),  # Arabic script inside English
 ]
 
 
