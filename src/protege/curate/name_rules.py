@@ -75,7 +75,7 @@ def cased_runs(text: str) -> Iterator[list[tuple[int, int, str]]]:
     last_end = -1
     for m in _WORD.finditer(text):
         word = m.group(0).rstrip(".")
-        gap_ok = last_end >= 0 and text[last_end : m.start()] in (" ", "\u00a0") and text[last_end - 1 : last_end] != "."
+        gap_ok = last_end >= 0 and text[last_end : m.start()] in (" ", "\u00a0")  # "Anna. Bob" is two runs
         last_end = m.start() + len(word)
         if word[:1].isupper() and not (word.isupper() and len(word) > 1):
             if run and gap_ok:
@@ -121,6 +121,7 @@ def _sentence_start(text: str, start: int) -> bool:
 
 
 def cased_names(text: str, gaz: Gazetteer, stop_tail: frozenset[str], not_names: frozenset[str]) -> Iterator[tuple[int, int]]:
+    """Name spans in runs of capitalised words (Latin, Cyrillic, Greek): see the module docstring."""
     for run in cased_runs(text):
         words = [w for w in run if w[2] not in PARTICLES]
         if len(words) < 2:
