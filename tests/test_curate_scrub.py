@@ -37,12 +37,12 @@ def test_structured_types_recall_at_least_99_percent(scores, type_):
 
 
 def test_person_names_recall_is_measured(scores, scrubber):
-    """Names are the hard type (spaCy NER + census first names + context rules): measured, floor-guarded."""
+    """Names are the hard type (spaCy NER + census first names + gazetteer + context rules): measured, floor-guarded."""
     s = scores["PERSON"]
     print(f"PERSON recall {s.recall:.3f} precision {s.precision:.3f} ({scrubber.detectors[-1].backend})")
-    floor = 0.8 if "spacy" in scrubber.detectors[-1].backend else 0.5
+    floor = 0.95 if "spacy" in scrubber.detectors[-1].backend else 0.9  # 98.2% / 94.0% measured
     assert s.recall >= floor
-    assert s.precision >= 0.85
+    assert s.precision >= 0.95
 
 
 def test_no_false_alarms_on_lookalikes(scrubber):
@@ -113,3 +113,75 @@ def test_no_pii_left_in_curated_export(tmp_path, scrubber):
     for v in values:
         assert v.encode() not in written, v
     assert result.scrubbed["EMAIL"] == 10 and result.scrubbed["CARD"] == 10
+
+
+# --- names outside English, 11-digit mobiles, IBAN spellings (issue 13, item 4) -------------------------------
+# Names written here by hand (not drawn from Faker, which bench/pii_locales.py samples from).
+
+MULTILINGUAL_NAMES = [
+    ("Please call Zofia Wiśniewska back about the refund.", "Zofia Wiśniewska"),  # Polish, -ska surname
+    ("Kunden Karin Lindqvist vill byta adress.", "Karin Lindqvist"),  # Swedish
+    ("Müşteri Mehmet Karaoğlu siparişin gelmediğini söylüyor.", "Mehmet Karaoğlu"),  # Turkish
+    ("O cliente João da Silva pediu reembolso.", "João da Silva"),  # Portuguese, particle inside
+    ("Клиент Смирнов Иван Петрович сообщил, что посылка не пришла.", "Смирнов Иван Петрович"),  # family name first
+    ("Please call राहुल शर्मा back today.", "राहुल शर्मा"),  # Devanagari inside English
+    ("ग्राहक राहुल शर्मा ने ऑर्डर रद्द करने को कहा है।", "राहुल शर्मा"),  # Hindi
+    ("Ticket 4471: 王秀英 says the parcel never arrived.", "王秀英"),  # Han inside English
+    ("客户张伟反映包裹还没有收到。", "张伟"),  # Chinese, after a cue
+    ("Booking confirmed for 田中 太郎, 2 nights.", "田中 太郎"),  # Japanese, spaced
+    ("佐藤花子様から返金についての問い合わせがありました。", "佐藤花子"),  # Japanese, with an honorific
+    ("김민준 고객님께 환불 관련 연락 부탁드립니다.", "김민준"),  # Korean
+    ("Vui lòng gọi lại cho Nguyễn Văn Hùng về việc hoàn tiền.", "Nguyễn Văn Hùng"),  # Vietnamese
+    ("The refund for محمد العلي was approved.", "محمد العلي"),  # Arabic script inside English
+]
+
+
+@pytest.mark.parametrize(("text", "name"), MULTILINGUAL_NAMES, ids=[n for _, n in MULTILINGUAL_NAMES])
+def test_names_in_other_languages_and_scripts_are_found(scrubber, text, name):
+    found = [text[s.start : s.end] for s in scrubber.find(text) if s.type == "PERSON"]
+    assert any(name in f for f in found), found
+    assert name not in scrubber.scrub_text(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Flights from Porto Alegre to Santa Maria are delayed.",  # places that read like names
+    "Sandström Larsson AB moved its support desk to Malmö.",  # a company made of surnames
+    "Export the Quarterly Sales Report for the Board Meeting.",
+    "東京駅の近くにある店舗で受け取れます。", "The warehouse in 板橋区 ships on weekdays.",  # a surname opening a place
+    "您的订单已发货，预计明天送达。", "请联系我们确认退款事宜。",  # a cue with no name after it
+    "주문하신 상품이 내일 배송됩니다.", "The New Year Promotion ends in all 기니 stores.", "Flights from Oslo to 성남시 are late.",
+    "आपका ऑर्डर कल तक पहुंच जाएगा।", "Flights from Mumbai to चित्रकूट are delayed.",
+    "Ваш заказ будет доставлен завтра из Москвы.", "Siparişiniz yarın İstanbul deposundan gönderilecek.",
+])
+def test_the_gazetteer_rules_leave_places_companies_and_plain_sentences_alone(text):
+    from protege.curate.names import script_names
+
+    assert [text[s:e] for s, e in script_names(text)] == []
+
+
+@pytest.mark.parametrize("number", ["13812345678", "11987654321", "89161234567", "79161234567", "05321234567",
+                                    "09012345678", "01012345678"])
+def test_eleven_digit_mobiles_without_separators(scrubber, number):
+    assert scrubber.scrub_text(f"WhatsApp {number} for updates.") == "WhatsApp <PHONE_1> for updates."
+    assert scrubber.scrub_text(f"{number} is the number on the account.") == "<PHONE_1> is the number on the account."
+
+
+def test_a_number_after_my_number_is_a_phone(scrubber):
+    assert scrubber.scrub_text("My number is 351 7026 9566, text me.") == "My number is <PHONE_1>, text me."
+    assert scrubber.find("Your order number is 351702695.") == []
+
+
+def test_ids_that_are_not_mobiles_stay(scrubber):
+    text = "Invoice 20240315001 was paid; order 58213, SKU 12345678, batch 10024031500 ship Friday."
+    assert scrubber.find(text) == []
+
+
+@pytest.mark.parametrize("iban", ["DE89370400440532013000", "DE89 3704 0044 0532 0130 00", "de89370400440532013000",
+                                  "de89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "gb82 west 1234 5698 7654 32",
+                                  "FR1420041010050500013M02606", "fr14 2004 1010 0505 0001 3m02 606"])
+def test_iban_spellings(scrubber, iban):
+    assert scrubber.scrub_text(f"Please refund to IBAN {iban} by Friday.") == "Please refund to IBAN <IBAN_1> by Friday."
+
+
+def test_iban_lookalikes_with_a_bad_checksum_stay(scrubber):
+    assert "IBAN" not in [s.type for s in scrubber.find("Please refund to de88370400440532013000 by Friday.")]

@@ -124,6 +124,25 @@ def test_errors_name_the_upstream_and_the_fix(judge_url):
         LLMJudge(down, JUDGE).score(EXAMPLES[0], "anything")
 
 
+def test_errors_never_show_the_upstream_url_credentials(judge_url):
+    """An upstream URL with `user:secret@` is shown as `***@` in every JudgeError (issue 13, item 5)."""
+    secret_url = judge_url.replace("http://", "http://judge-user:s3cret-pw@")
+    judge = LLMJudge(secret_url, JUDGE)
+    errors = []
+    for candidate in (BAD_JSON, "an answer nobody recorded a grade for"):  # unusable grade, then a 404
+        with pytest.raises(JudgeError) as info:
+            judge.score(EXAMPLES[0] if candidate == BAD_JSON else EXAMPLES[1], candidate)
+        errors.append(str(info.value))
+    down = f"http://judge-user:s3cret-pw@127.0.0.1:{free_port()}/v1"
+    with pytest.raises(JudgeError) as info:
+        LLMJudge(down, JUDGE).score(EXAMPLES[0], "anything")
+    errors.append(str(info.value))
+    for message in errors:
+        assert "s3cret-pw" not in message and "judge-user" not in message, message
+        assert "http://***@127.0.0.1:" in message, message
+    judge.close()
+
+
 def test_cli_judge_model_needs_an_upstream_that_serves_it(home):
     from protege.cli import app
 

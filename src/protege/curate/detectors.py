@@ -168,11 +168,12 @@ def _ipv6_ok(s: str) -> bool:
         return False
 
 
-_PHONE_CORE = r"(?:\+|00)?\d[\d\s().-]{4,22}\d(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?"
+_PHONE_CORE = r"(?:\+|00)?\d[\d\s().-]{3,22}\d(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?"
 PHONE_RE = r"(?<![\w+.-])(?:\(\+?\d{1,5}\)[\s-]?)?" + _PHONE_CORE + r"(?![\w-])"
 # a number right after a phone cue ("Phone: 3760702148", "call me back at ...")
 PHONE_CUE_RE = (
-    r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call(?:ed)?(?: me)?(?: back)?(?: at| on)?|caller|reach(?: \w+)? (?:at|on))\b[\s\"':=(]{0,4})"
+    r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call(?:ed)?(?: me)?(?: back)?(?: at| on)?|caller|reach(?: \w+)? (?:at|on)"
+    r"|(?:my|your|his|her|their) (?:phone |mobile |cell )?number(?: is)?)\b[\s\"':=(]{0,4})"
     r"(?P<v>\+?\d[\d\s().-]{5,20}\d)(?![\w-])"
 )
 _DATE_RE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
@@ -186,13 +187,23 @@ def _phone_ok(s: str) -> bool:
     international = core.startswith(("+", "00", "(+"))
     if international:
         return 8 <= len(digits) <= 15
-    if not 9 <= len(digits) <= 12:
+    if not 9 <= len(digits) <= 12 and not (len(digits) == 8 and core.startswith("0")):
         return False
     # a bare run of digits is more often an id than a phone number: only a national trunk
-    # prefix (0...) or a North American shape passes without a cue
+    # prefix (0..., Russia's 8...) or a known mobile shape passes without a cue
     if core.isdigit():
-        return bool(re.fullmatch(r"0\d{8,10}|1?[2-9]\d\d[2-9]\d{6}", core))
+        return bool(_BARE_PHONE.fullmatch(core))
     return True
+
+
+_BARE_PHONE = re.compile(
+    r"0\d{8,10}"  # national trunk prefix 0 (most of Europe, TR 05.., JP 0[789]0.., KR 010..)
+    r"|1?[2-9]\d\d[2-9]\d{6}"  # North America
+    r"|1[3-9]\d{9}"  # China mobile
+    r"|[1-9][1-9]9\d{8}"  # Brazil mobile: area code + 9 + 8 digits
+    r"|8\d{10}|79\d{9}"  # Russia: trunk 8, or country code 7 without its +
+    r"|3\d{9}"  # Italy mobile
+)
 
 
 SECRET_PATTERNS = [
@@ -256,11 +267,12 @@ class CardDetector(Detector):
 
 register_detector("cards", CardDetector)
 class IbanDetector(Detector):
-    """IBANs, compact or in groups of four, mod-97 valid; a trailing group that breaks the checksum
+    """IBANs, compact or in groups of four, in either case, mod-97 valid; a trailing group that breaks the checksum
     (a word after the number) is dropped and the rest tried again."""
 
     name = "ibans"
-    candidate = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9])")
+    candidate = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)"
+                           r"(?![A-Za-z0-9])")
 
     def find(self, text: str) -> list[Span]:
         out = []

