@@ -33,7 +33,7 @@ from protege.openai_format import SSEEvents, error_body, iter_sse_data, reassemb
 from protege.pricing import local_cost
 from protege.records import CallRecord, call_scope, fill_derived_fields, new_call_id, workload_of
 from protege.route.router import RouteDecision, Router
-from protege.store import CallFilter, Store, open_store
+from protege.store import CallFilter, Store
 from protege.store.spool import CallLog, unloggable
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Gateway:
     def __init__(self, settings: Settings, store: Store | None = None, local_models: Any = None):
         self.settings = settings
         self.prices = settings.price_table()
-        self.store = store or open_store(settings.database)
+        self.store = store or settings.open_store()
         self.call_log = CallLog(self.store, settings.resolved_spool_dir())
         self.keys = KeyRing(self.store, open_mode=settings.gateway.open_mode)
         self.metrics = GatewayMetrics(self.call_log)
