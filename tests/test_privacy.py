@@ -5,6 +5,7 @@ The store tests take a `store_url` fixture, so a second backend only adds a para
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -203,3 +204,176 @@ def test_gateway_refuses_to_start_with_the_wrong_key(start_gateway, home, data_k
     with pytest.raises(RuntimeError, match="exited with code 1"):
         start_gateway()
     assert "PROTEGE_OLD_DATA_KEY" in (home / "gateway.log").read_text()
+
+
+# -- forget ------------------------------------------------------------------------------------------------------
+def _log_with_copies(store_url: str, tmp_path: Path) -> dict:
+    """Calls of two users in one task, curated to disk, a LoRA-style and an answer-reuse specialist, the reuse
+    one routed. Returns the paths."""
+    from protege.curate.pipeline import curate_calls
+    from protege.store import Route
+    from protege.train.artifact import specialists_home, write_manifest
+    from protege.train.reuse import INDEX, build_index
+
+    calls = [call(i, f"{'alice' if i % 2 else 'bob'} asks question {i}: {MARKER if i == 1 else 'nothing'}",
+                  task_id="t-triage", extra={"user": "alice" if i % 2 else "bob"}) for i in range(1, 9)]
+    calls.append(call(9, "unassigned call from alice", extra={"user": "alice"}))
+    with open_store(store_url) as store:
+        store.add_calls(calls)
+        curated = tmp_path / "curated"
+        curate_calls(store.iter_calls(), curated, scrub=False, near_duplicate_threshold=None, test_share=0.25)
+        lora = specialists_home() / "t-triage" / "v1"
+        write_manifest(lora, {"task": "t-triage", "kind": "lora"})
+        reuse = tmp_path / "elsewhere" / "reuse-v1"
+        reuse.mkdir(parents=True)
+        index = build_index([c for c in calls if c.task_id])
+        for name in (INDEX, "heldout_index.json"):
+            (reuse / name).write_text(json.dumps(index))
+        write_manifest(reuse, {"task": "t-triage", "kind": "reuse"})
+        store.set_route(Route("t-triage", "on", str(reuse)))
+    return {"curated": curated, "lora": lora, "reuse": reuse, "index_size": len(index)}
+
+
+def curated_ids(folder: Path) -> set[str]:
+    return {orjson.loads(line)["id"] for p in folder.glob("*/*.jsonl") for line in p.read_bytes().splitlines()}
+
+
+def test_forget_a_user_everywhere_with_encryption_on(tmp_path, home, store_url, data_key):
+    from protege.flywheel.loop import _needs_training
+    from protege.train.reuse import INDEX
+
+    paths = _log_with_copies(store_url, tmp_path)
+    alice = {"c0001", "c0003", "c0005", "c0007", "c0009"}
+    assert alice & curated_ids(paths["curated"])
+    dry = CliRunner().invoke(app, ["forget", "--user", "alice", "--dry-run", "--database", store_url])
+    assert dry.exit_code == 0 and "Would delete 5 calls" in dry.output
+    with open_store(store_url) as store:
+        assert len(list(store.iter_calls())) == 9  # a dry run deletes nothing
+    result = CliRunner().invoke(app, ["forget", "--user", "alice", "--database", store_url, "--json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.output)
+    assert set(report["call_ids"]) == alice and report["by_task"] == {"t-triage": 4}
+    assert sum(report["curated"].values()) == len(alice - {"c0009"})
+    assert report["reuse_entries"] == {str(paths["reuse"].resolve()): 4}
+    assert sorted(report["retrain"]["t-triage"]) == sorted(str(p.resolve()) for p in (paths["lora"], paths["reuse"]))
+    with open_store(store_url) as store:
+        assert {c.id for c in store.iter_calls()} == {"c0002", "c0004", "c0006", "c0008"}
+        [decision] = store.decisions("t-triage", limit=1)
+        assert decision.action == "retrain" and decision.actor == "user" and decision.mode_to == "on"
+        assert "alice" not in decision.reason + json.dumps(decision.evidence)  # the selector's value is personal
+        assert _needs_training(store, "t-triage", 4, 0.5).startswith("retrain: 4 of its calls were deleted")
+    assert curated_ids(paths["curated"]) & alice == set() and curated_ids(paths["curated"])
+    report_json = json.loads((paths["curated"] / "report.json").read_text())
+    assert sum(sum(s.values()) for s in report_json["splits"].values()) == len(curated_ids(paths["curated"]))
+    for name in (INDEX, "heldout_index.json"):
+        assert len(json.loads((paths["reuse"] / name).read_text())) == paths["index_size"] - 4
+    for folder in (paths["lora"], paths["reuse"]):
+        assert json.loads((folder / "specialist.json").read_text())["retrain"]["forgotten_calls"] == 4
+
+
+def test_forget_match_leaves_no_plaintext_behind(tmp_path, home, store_url, monkeypatch):
+    """Without encryption, deleted rows must not linger in free pages or the WAL, nor in curated copies."""
+    monkeypatch.delenv("PROTEGE_DATA_KEY", raising=False)
+    paths = _log_with_copies(store_url, tmp_path)
+    assert files_containing(tmp_path, MARKER)
+    with open_store(store_url) as gateway:  # a running gateway keeps the database, and so its WAL, open
+        gateway.add_calls([call(20, "logged while the gateway runs")])
+        result = CliRunner().invoke(app, ["forget", "--match", MARKER.upper()[:20], "--database", store_url])
+        assert result.exit_code == 0, result.output
+        assert "Deleted 1 calls: c0001" in result.output and "marked for retraining" in result.output
+        assert files_containing(tmp_path, MARKER) == [], "a deleted prompt survives on disk"
+    assert "c0001" not in curated_ids(paths["curated"]) and len(curated_ids(paths["curated"])) > 1
+
+
+def test_forget_match_and_before_together_with_encryption_on(tmp_path, home, store_url, data_key):
+    with open_store(store_url) as store:
+        store.add_calls([call(1, MARKER, ts=100.0), call(2, MARKER, ts=5000.0), call(3, "other", ts=100.0)])
+    result = CliRunner().invoke(app, ["forget", "--match", "orchard lane", "--before", "1000", "--database", store_url])
+    assert result.exit_code == 0 and "Deleted 1 calls: c0001" in result.output
+    with open_store(store_url) as store:
+        assert sorted(c.id for c in store.iter_calls()) == ["c0002", "c0003"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "Say which calls to forget"),
+    (["--match", "a"], "--match must be 3 to"),
+    (["--match", "   ab    "], "--match must be 3 to"),
+    (["--match", "x" * 10_001], "--match must be 3 to"),
+    (["--user", ""], "--user must be a non-empty id"),
+    (["--user", "u" * 5000], "--user must be a non-empty id"),
+    (["--before", "9999-12-31"], "--before is in the future"),
+    (["--before", "1e400"], "not infinite, NaN or negative"),
+    (["--before", "nan"], "not infinite, NaN or negative"),
+    (["--before", "-5"], "not infinite, NaN or negative"),
+    (["--before", "yesterday; DROP TABLE calls"], "neither a Unix time nor an ISO date"),
+])
+def test_forget_refuses_empty_broad_and_malformed_selections(tmp_path, store_url, args, message):
+    with open_store(store_url) as store:
+        store.add_calls([call(1), call(2)])
+    result = CliRunner().invoke(app, ["forget", *args, "--database", store_url])
+    assert result.exit_code == 1 and message in " ".join(result.output.split()) and "Traceback" not in result.output
+    with open_store(store_url) as store:
+        assert len(list(store.iter_calls())) == 2
+
+
+@pytest.mark.parametrize("value", ["'; DROP TABLE calls; --", "../../../../etc/passwd", "%%%", "___", "\x00\x00\x00",
+                                   '"}]}{"', "c0001"])
+def test_forget_treats_hostile_text_as_text(tmp_path, store_url, value, data_key):
+    """SQL, LIKE wildcards, paths, NULs, JSON fragments or a call id are searched for literally: nothing matches."""
+    with open_store(store_url) as store:
+        store.add_calls([call(1, "harmless"), call(2, "also harmless")])
+    for flag in ("--match", "--user"):
+        result = CliRunner().invoke(app, ["forget", flag, value, "--database", store_url])
+        assert result.exit_code == 0 and "Deleted 0 calls" in result.output, result.output
+    with open_store(store_url) as store:
+        assert len(list(store.iter_calls())) == 2 and store.decisions() == []
+
+
+# -- retention ---------------------------------------------------------------------------------------------------
+def test_retention_deletes_old_calls_from_store_and_curated_copies(tmp_path, home, store_url, data_key):
+    from protege.curate.forget import enforce_retention
+    from protege.curate.pipeline import curate_calls
+
+    now = time.time()
+    old = [call(i, f"old {i}", ts=now - 40 * 86400, task_id="t") for i in range(1, 4)]
+    new = [call(i, f"new {i}", ts=now - 86400, task_id="t") for i in range(4, 7)]
+    with open_store(store_url) as store:
+        store.add_calls(old + new)
+        store.add_shadow_result(ShadowResult("c0001", "t", True, 1.0, True, ts=now))
+        curate_calls(store.iter_calls(), tmp_path / "cur", scrub=False, near_duplicate_threshold=None, test_share=0.3)
+        result = enforce_retention(store, days=30, now=now)
+        assert result["deleted_calls"] == 3 and sum(result["curated"].values()) == 3
+        assert [c.id for c in store.iter_calls()] == ["c0004", "c0005", "c0006"] and store.shadow_results() == []
+        assert enforce_retention(store, days=30, now=now)["deleted_calls"] == 0
+    assert curated_ids(tmp_path / "cur") == {"c0004", "c0005", "c0006"}
+
+
+def test_gateway_enforces_retention_in_the_background(start_gateway, home):
+    now = time.time()
+    with open_store(home / "protege.db") as store:
+        store.add_calls([call(1, ts=now - 3 * 86400), call(2, ts=now - 3600)])
+    (home / "protege.toml").write_text("[retention]\ndays = 1\ninterval_s = 1\n")
+    start_gateway()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open_store(home / "protege.db") as store:
+            ids = [c.id for c in store.iter_calls()]
+        if ids == ["c0002"]:
+            break
+        time.sleep(0.1)
+    assert ids == ["c0002"]
+    with open_store(home / "protege.db") as store:  # and again later, on its interval
+        store.add_calls([call(3, ts=now - 2 * 86400)])
+    time.sleep(2.5)
+    with open_store(home / "protege.db") as store:
+        assert [c.id for c in store.iter_calls()] == ["c0002"]
+
+
+def test_retention_setting_is_validated(home, tmp_path):
+    from protege.config import ConfigError, load_settings
+
+    home.mkdir(parents=True, exist_ok=True)
+    for bad in ("days = -1", "days = 0", 'days = "forever"', "interval_s = 0", "keep = 3"):
+        (home / "protege.toml").write_text(f"[retention]\n{bad}\n")
+        with pytest.raises(ConfigError, match="retention"):
+            load_settings()

@@ -387,6 +387,46 @@ def keys_rotate_data(database: DatabaseOpt = None, config: ConfigOpt = None, jso
 
 
 @app.command()
+def forget(
+    user: Annotated[Optional[str], typer.Option(help="The end user: a request's `user` (or `safety_identifier`), or "
+                                                "its metadata.user_id / metadata.user.")] = None,
+    match: Annotated[Optional[str], typer.Option(help="Text anywhere in the request, answer, error or metadata "
+                                                 "(case-insensitive; works with encryption on).")] = None,
+    before: Annotated[Optional[str], typer.Option(help="Calls that started before this time (ISO date or Unix time).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Delete calls for good (every given criterion must hold): from the store, from the curated datasets
+    `protege curate` wrote, and from answer-reuse specialists; every specialist of their tasks is marked for
+    retraining (a `retrain` decision the next `protege flywheel run` acts on)."""
+    from protege.curate.forget import Selection, SelectionError
+    from protege.curate.forget import forget as forget_calls
+
+    try:
+        selection = Selection(user=user, match=match, before=_time(before, "--before"))
+    except SelectionError as e:
+        fail(str(e))
+    with _store(database, config) as store:
+        report = forget_calls(store, selection, dry_run=dry_run)
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    console.print(f"{verb} {len(report.calls)} calls" + (f": {', '.join(report.calls[:20])}" if report.calls else "")
+                  + (f" ... and {len(report.calls) - 20} more (--json lists all)" if len(report.calls) > 20 else ""))
+    for path, n in report.curated.items():
+        console.print(f"  curated: {n} lines removed from {path}")
+    for folder, n in report.reuse_entries.items():
+        console.print(f"  answer reuse: {n} entries removed from {folder}")
+    for task, folders in report.retrain.items():
+        what = ", ".join(folders) or "no specialist yet"
+        console.print(f"  {task}: {report.by_task.get(task, 0)} calls; {'would mark' if dry_run else 'marked'} for "
+                      f"retraining: {what}")
+
+
+@app.command()
 def demo(
     home: Annotated[Path, typer.Option(help="Folder for the demo's store, specialists and logs (emptied first).")] = Path("protege-demo"),
     calls: Annotated[Optional[int], typer.Option(help="Use only the first N calls of the traces.")] = None,

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from yarl import URL
 
 from protege.config import Settings, UpstreamConfig, redact_credentials
+from protege.curate.forget import enforce_retention
 from protege.curate.scrub import ingest_scrubber
 from protege.gateway.auth import Caller, KeyRing, is_loopback, open_network_refusal
 from protege.gateway.metrics import GatewayMetrics
@@ -76,6 +77,7 @@ class Gateway:
         self.scrubber = ingest_scrubber(settings.scrub_at_ingest)
         self.session: aiohttp.ClientSession | None = None
         self.router: Router | None = None
+        self.retention_task: asyncio.Task | None = None
         if local_models is not None:
             self.router = Router(self.store, local_models, settings)
 
@@ -96,8 +98,25 @@ class Gateway:
             log.warning("No upstream configured: only local models can answer. Use --upstream URL or protege.toml.")
         if self.router is not None:
             await run_in_threadpool(self.router.start)
+        if self.settings.retention.days is not None:
+            self.retention_task = asyncio.create_task(self._enforce_retention())
+
+    async def _enforce_retention(self) -> None:
+        """Delete calls older than [retention] days now and every interval_s (several workers may each do it:
+        the deletes are idempotent)."""
+        r = self.settings.retention
+        while True:
+            try:
+                await run_in_threadpool(enforce_retention, self.store, r.days)
+            except Exception:  # a locked or failing database: try again next time, never stop serving
+                log.exception("Enforcing [retention] days = %g failed; retrying in %g s", r.days, r.interval_s)
+            await asyncio.sleep(r.interval_s)
 
     async def stop(self) -> None:
+        if self.retention_task is not None:
+            self.retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.retention_task
         if self.router is not None:
             await run_in_threadpool(self.router.stop)
         if self.session:
