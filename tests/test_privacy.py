@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,6 +118,9 @@ def test_a_ciphertext_moved_to_another_row_or_tampered_with_does_not_open(store_
             store.db.execute("UPDATE calls SET request_json = ? WHERE id = 'c0001'", (flipped,))
         with pytest.raises(DataKeyError, match="modified or damaged"):
             store.get_call("c0001")
+    shown = subprocess.run([sys.executable, "-m", "protege", "logs", "show", "c0001", "--database", store_url],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 1 and "modified or damaged" in shown.stderr and "Traceback" not in shown.stderr
 
 
 def test_key_file_from_settings_and_new_data_key_command(tmp_path, home, monkeypatch):

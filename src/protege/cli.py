@@ -838,7 +838,13 @@ def flywheel_watch(
 
 
 def main() -> None:
-    app()
+    from protege.store.crypto import DataKeyError
+
+    try:
+        app()
+    except DataKeyError as e:  # a sealed value that does not open, met mid-command: the message names the fix
+        err.print(f"[bold red]Error:[/] {e}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

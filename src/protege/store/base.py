@@ -65,7 +65,8 @@ class Decision:
 
     task_id: str
     action: str
-    """"promote", "hold", "demote" or "set"."""
+    """"promote", "hold", "demote", "set", or "retrain" (`protege forget` deleted calls its specialists may have
+    learnt from; the mode is unchanged and the flywheel retrains the task)."""
     mode_from: str | None
     mode_to: str
     reason: str

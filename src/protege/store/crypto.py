@@ -88,8 +88,8 @@ def _read_key_file(path: str | os.PathLike, what: str) -> bytes:
 class DataCipher:
     """Seals with the current key; opens with the current key or any old one."""
 
-    key: bytes
-    old_keys: list[bytes] = field(default_factory=list)
+    key: bytes = field(repr=False)
+    old_keys: list[bytes] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         AESGCM = _aesgcm()
