@@ -238,7 +238,7 @@ class SQLiteStore(Store):
                 log.warning("Encryption at rest is now on for %s; the calls logged before stay in plaintext until "
                             "`protege keys rotate-data` seals them.", self.path)
             with self.db:
-                self.db.execute("INSERT INTO data_keys VALUES (?, ?)", (self.cipher.key_id, time.time()))
+                self.db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?)", (self.cipher.key_id, time.time()))
 
     def _task_label(self, call_id: str, metadata_json: str) -> str | None:
         """The caller's `metadata.task` label, for stats (SQL cannot read inside a sealed value)."""
