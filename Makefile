@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium demo test bench-install bench-gateway clean
+.PHONY: install chromium postgres demo test bench-install bench-gateway clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	  else echo "chromium is missing and installing it needs root: run 'sudo make chromium'; the dashboard test fails without it" >&2; fi; }
 
-test: $(STAMP) chromium
+# The store tests start their own PostgreSQL server (tests/pg_support.py) from Debian's server binaries.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	  else echo "PostgreSQL's server binaries are missing and installing them needs root: run 'sudo make postgres'; the store tests fail without them" >&2; fi; }
+
+test: $(STAMP) chromium postgres
 	$(PY) -m pytest
 
 # BFCL's data and checker for bench/bfcl*.py; --no-deps: its checker needs none of the LLM SDKs it lists.

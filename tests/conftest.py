@@ -70,3 +70,28 @@ def start_gateway(home, upstream_url):
     yield start
     for gw in started:
         stop_process(gw.proc)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the whole session (tests/pg_support.py); each test makes its own database."""
+    from tests.pg_support import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store_url(request, tmp_path):
+    """Makes the URL of a new, empty store: a SQLite file, or a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        names = iter(range(1000))
+        return lambda: str(tmp_path / f"store{next(names)}.db")
+    return request.getfixturevalue("pg_server").create_database
+
+
+@pytest.fixture
+def store_url(new_store_url) -> str:
+    """A new, empty store on each backend in turn."""
+    return new_store_url()

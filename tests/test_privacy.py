@@ -1,6 +1,7 @@
 """Keeping the log safe: encryption at rest, key rotation, retention and `protege forget`.
 
-The store tests take a `store_url` fixture, so a second backend only adds a parameter to it.
+The store tests run on SQLite and on PostgreSQL (`store_url`, tests/conftest.py); those about SQLite's files
+(freed pages, WAL) or the gateway's own SQLite store use a SQLite path directly.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx2
@@ -29,9 +31,43 @@ MARKER = "Zebra-Quartz-7781 lives at 12 Orchard Lane"
 
 
 @pytest.fixture
-def store_url(tmp_path) -> str:
-    """The store under test (SQLite; a PostgreSQL URL would run the same tests)."""
-    return str(tmp_path / "p.db")
+def marker() -> str:
+    """A prompt unique to this test (the PostgreSQL server, and so its files, serve the whole session)."""
+    return f"Zebra-Quartz-{uuid.uuid4().hex[:10]} lives at 12 Orchard Lane"
+
+
+@pytest.fixture
+def disk(request, tmp_path, store_url):
+    """The folders holding what the test wrote: its tmp_path (SQLite file, WAL, spool) and, on PostgreSQL, the test
+    database's files and the server's WAL, after a CHECKPOINT (so that pages are on disk, not only in memory)."""
+    def folders() -> list[Path]:
+        if not store_url.startswith("postgresql"):
+            return [tmp_path]
+        import psycopg
+
+        server = request.getfixturevalue("pg_server")
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+            oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+        return [tmp_path, server.data / "base" / str(oid), server.data / "pg_wal"]
+    return folders
+
+
+def raw_request(store, call_id: str) -> str:
+    """The request column as stored, on either backend."""
+    if hasattr(store, "db"):
+        return store.db.execute("SELECT request_json FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
+    with store._conn() as conn:
+        return conn.execute("SELECT request_json FROM calls WHERE id = %s", (call_id,)).fetchone()["request_json"]
+
+
+def overwrite_request(store, call_id: str, value: str) -> None:
+    if hasattr(store, "db"):
+        with store.db:
+            store.db.execute("UPDATE calls SET request_json = ? WHERE id = ?", (value, call_id))
+        return
+    with store._conn() as conn:
+        conn.execute("UPDATE calls SET request_json = %s WHERE id = %s", (value, call_id))
 
 
 @pytest.fixture
@@ -49,40 +85,40 @@ def call(i: int, text: str = "hello", **kw) -> CallRecord:
                       response={"choices": [{"message": {"role": "assistant", "content": f"re: {text}"}}]}, **kw)
 
 
-def files_containing(folder: Path, needle: str) -> list[str]:
-    """Every file under `folder` (the database, its WAL, the spool...) whose bytes contain `needle`."""
-    return [str(p) for p in folder.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+def files_containing(folders: Path | list[Path], needle: str) -> list[str]:
+    """Every file under `folders` (the database, its WAL, the spool...) whose bytes contain `needle`."""
+    return [str(p) for folder in (folders if isinstance(folders, list) else [folders]) for p in folder.rglob("*")
+            if p.is_file() and needle.encode() in p.read_bytes()]
 
 
 # -- encryption at rest ------------------------------------------------------------------------------------------
-def test_sealed_fields_round_trip_and_no_plaintext_reaches_the_disk(tmp_path, store_url, data_key):
+def test_sealed_fields_round_trip_and_no_plaintext_reaches_the_disk(tmp_path, store_url, data_key, marker, disk):
     with open_store(store_url) as store:
         log = CallLog(store, tmp_path / "spool")
-        log.log(call(1, MARKER, error=f"upstream said: {MARKER}", metadata={"task": "triage", "note": MARKER}))
+        log.log(call(1, marker, error=f"upstream said: {marker}", metadata={"task": "triage", "note": marker}))
         log.log(call(2, "plain words", extra={"user": "u-42"}))
         assert log.flush(5)
         spooled = [p for p in (tmp_path / "spool").iterdir() if b"c0001" in p.read_bytes()]
         assert spooled, "the spool holds the call (by id) before it is removed"
-        assert files_containing(tmp_path, MARKER) == []
+        assert files_containing(disk(), marker) == []
         log.close()
-        store.add_shadow_result(ShadowResult("c0001", "triage", True, 1.0, True, answer={"content": MARKER}))
+        store.add_shadow_result(ShadowResult("c0001", "triage", True, 1.0, True, answer={"content": marker}))
         got = store.get_call("c0001")
-        assert got.request["messages"][0]["content"] == MARKER and got.error.endswith(MARKER)
-        assert got.metadata == {"task": "triage", "note": MARKER}
-        assert store.shadow_results()[0].answer == {"content": MARKER}
+        assert got.request["messages"][0]["content"] == marker and got.error.endswith(marker)
+        assert got.metadata == {"task": "triage", "note": marker}
+        assert store.shadow_results()[0].answer == {"content": marker}
         # stats read the caller's task label inside the sealed metadata
         assert {r["name"]: r["calls"] for r in store.stats()["by_task_label"]} == {"triage": 1, None: 1}
-    assert files_containing(tmp_path, MARKER) == []
-    raw = (tmp_path / "p.db").read_bytes()
-    assert b"enc1:" in raw and b"c0001" in raw  # sealed, not missing
+        assert raw_request(store, "c0001").startswith("enc1:")  # sealed, not missing
+    assert files_containing(disk(), marker) == []
 
 
-def test_without_encryption_the_same_check_finds_the_prompt(tmp_path, store_url, monkeypatch):
+def test_without_encryption_the_same_check_finds_the_prompt(store_url, monkeypatch, marker, disk):
     """The grep above can fail: the very same write, unsealed, leaves the prompt on disk."""
     monkeypatch.delenv("PROTEGE_DATA_KEY", raising=False)
     with open_store(store_url) as store:
-        store.add_calls([call(1, MARKER)])
-    assert files_containing(tmp_path, MARKER)
+        store.add_calls([call(1, marker)])
+    assert files_containing(disk(), marker)
 
 
 def test_missing_wrong_and_malformed_keys_are_clear_errors(tmp_path, store_url, data_key, monkeypatch):
@@ -108,14 +144,12 @@ def test_missing_wrong_and_malformed_keys_are_clear_errors(tmp_path, store_url, 
 def test_a_ciphertext_moved_to_another_row_or_tampered_with_does_not_open(store_url, data_key):
     with open_store(store_url) as store:
         store.add_calls([call(1, "one"), call(2, "two")])
-        req1 = store.db.execute("SELECT request_json FROM calls WHERE id = 'c0001'").fetchone()[0]
-        with store.db:
-            store.db.execute("UPDATE calls SET request_json = ? WHERE id = 'c0002'", (req1,))
+        req1 = raw_request(store, "c0001")
+        overwrite_request(store, "c0002", req1)
         with pytest.raises(DataKeyError, match="c0002/request does not authenticate"):
             store.get_call("c0002")
         flipped = req1[:-6] + ("A" if req1[-6] != "A" else "B") + req1[-5:]
-        with store.db:
-            store.db.execute("UPDATE calls SET request_json = ? WHERE id = 'c0001'", (flipped,))
+        overwrite_request(store, "c0001", flipped)
         with pytest.raises(DataKeyError, match="modified or damaged"):
             store.get_call("c0001")
     shown = subprocess.run([sys.executable, "-m", "protege", "logs", "show", "c0001", "--database", store_url],
@@ -149,10 +183,10 @@ def import_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_rotation_keeps_every_call_readable_and_seals_old_plaintext(tmp_path, store_url, monkeypatch):
+def test_rotation_keeps_every_call_readable_and_seals_old_plaintext(store_url, monkeypatch, marker, disk):
     monkeypatch.delenv("PROTEGE_DATA_KEY", raising=False)
     with open_store(store_url) as store:
-        store.add_calls([call(1, MARKER)])  # logged before encryption was turned on
+        store.add_calls([call(1, marker)])  # logged before encryption was turned on
     old = new_key_text()
     monkeypatch.setenv("PROTEGE_DATA_KEY", old)
     with open_store(store_url) as store:
@@ -168,9 +202,10 @@ def test_rotation_keeps_every_call_readable_and_seals_old_plaintext(tmp_path, st
     assert summary["retired"] == [DataCipher(parse_key(old, "old")).key_id]
     monkeypatch.delenv("PROTEGE_OLD_DATA_KEY")
     with open_store(store_url) as store:  # the new key alone reads everything
-        assert [c.request["messages"][0]["content"] for c in store.iter_calls()] == [MARKER, "sealed with the old key"]
+        assert [c.request["messages"][0]["content"] for c in store.iter_calls()] == [marker, "sealed with the old key"]
         assert store.shadow_results()[0].answer == {"content": "old answer"}
-    assert files_containing(tmp_path, MARKER) == []  # the plaintext row was sealed and its old page overwritten
+    if not store_url.startswith("postgresql"):  # PostgreSQL keeps old row versions until VACUUM (docs/security.md)
+        assert files_containing(disk(), marker) == []  # the plaintext row was sealed and its old page overwritten
     monkeypatch.setenv("PROTEGE_DATA_KEY", old)
     with pytest.raises(DataKeyError, match="sealed with key"):
         open_store(store_url)
@@ -276,9 +311,11 @@ def test_forget_a_user_everywhere_with_encryption_on(tmp_path, home, store_url, 
         assert json.loads((folder / "specialist.json").read_text())["retrain"]["forgotten_calls"] == 4
 
 
-def test_forget_match_leaves_no_plaintext_behind(tmp_path, home, store_url, monkeypatch):
-    """Without encryption, deleted rows must not linger in free pages or the WAL, nor in curated copies."""
+def test_forget_match_leaves_no_plaintext_behind(tmp_path, home, monkeypatch):
+    """Without encryption, deleted rows must not linger in SQLite's free pages or WAL, nor in curated copies.
+    (PostgreSQL keeps deleted row versions until VACUUM: there, encryption is what keeps them unreadable.)"""
     monkeypatch.delenv("PROTEGE_DATA_KEY", raising=False)
+    store_url = str(tmp_path / "p.db")
     paths = _log_with_copies(store_url, tmp_path)
     assert files_containing(tmp_path, MARKER)
     with open_store(store_url) as gateway:  # a running gateway keeps the database, and so its WAL, open
@@ -312,7 +349,8 @@ def test_forget_match_and_before_together_with_encryption_on(tmp_path, home, sto
     (["--before", "-5"], "not infinite, NaN or negative"),
     (["--before", "yesterday; DROP TABLE calls"], "neither a Unix time nor an ISO date"),
 ])
-def test_forget_refuses_empty_broad_and_malformed_selections(tmp_path, store_url, args, message):
+def test_forget_refuses_empty_broad_and_malformed_selections(tmp_path, args, message):
+    store_url = str(tmp_path / "p.db")  # the selection is checked before any store is read
     with open_store(store_url) as store:
         store.add_calls([call(1), call(2)])
     result = CliRunner().invoke(app, ["forget", *args, "--database", store_url])

@@ -1,4 +1,5 @@
-"""The SQLite store: migrations, queries, import/export, and the spool's crash recovery."""
+"""The stores (SQLite and PostgreSQL, each test on both where it is not about one): migrations, queries,
+import/export, and the spool's crash recovery."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def test_migrations_from_the_first_schema_keep_old_rows(tmp_path):
         assert store.list_keys() == []
 
 
-def test_routes_and_decisions_are_recorded_together(tmp_path):
-    with open_store(tmp_path / "p.db") as store:
+def test_routes_and_decisions_are_recorded_together(tmp_path, store_url):
+    with open_store(store_url) as store:
         assert store.routes() == {} and store.routes_version() == 0
         store.set_route(Route("t-triage", "shadow", "/s/triage"),
                         Decision("t-triage", "promote", "off", "shadow", "quality 0.99 of the LLM", {"ratio": 0.99}))
@@ -84,12 +85,12 @@ def test_corrupt_database_names_the_fix(tmp_path):
 
 
 def test_unknown_store_scheme_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="known schemes: sqlite"):
+    with pytest.raises(ValueError, match="known schemes: postgres, postgresql, sqlite"):
         open_store("mongodb://x")
 
 
-def test_filters_and_stats(tmp_path):
-    with open_store(tmp_path / "p.db") as store:
+def test_filters_and_stats(tmp_path, store_url):
+    with open_store(store_url) as store:
         store.add_calls([record(i, workload="a" if i % 2 else "b", prompt_tokens=10, completion_tokens=2,
                                 cost_usd=0.01, metadata={"task": f"t{i % 3}"}) for i in range(30)])
         assert store.add_calls([record(0)]) == 0  # ids are unique: re-adding is a no-op
@@ -104,13 +105,13 @@ def test_filters_and_stats(tmp_path):
         assert store.stats(CallFilter(workload="b"))["total"]["calls"] == 15
 
 
-def test_spool_replays_what_a_dead_process_left(tmp_path):
+def test_spool_replays_what_a_dead_process_left(tmp_path, store_url):
     """A segment written by a process that no longer runs (here: a pid that cannot exist) is replayed."""
     spool = tmp_path / "spool"
     spool.mkdir()
     lines = b"".join(orjson_line(record(i)) for i in range(5))
     (spool / "999999999-1-000000.jsonl").write_bytes(lines + b'{"id": "torn')  # a torn last write
-    store = open_store(tmp_path / "p.db")
+    store = open_store(store_url)
     call_log = CallLog(store, spool)
     assert call_log.recovered == 5
     assert len(list(store.iter_calls())) == 5
@@ -122,8 +123,8 @@ def orjson_line(r: CallRecord) -> bytes:
     return r.to_json() + b"\n"
 
 
-def test_spool_rotates_segments_and_drains_them(tmp_path):
-    store = open_store(tmp_path / "p.db")
+def test_spool_rotates_segments_and_drains_them(tmp_path, store_url):
+    store = open_store(store_url)
     call_log = CallLog(store, tmp_path / "spool", segment_bytes=2000)
     for i in range(200):
         call_log.log(record(i))
@@ -133,9 +134,9 @@ def test_spool_rotates_segments_and_drains_them(tmp_path):
     assert list((tmp_path / "spool").glob("*.jsonl")) == []
 
 
-def test_spool_keeps_calls_when_the_database_fails(tmp_path):
+def test_spool_keeps_calls_when_the_database_fails(tmp_path, store_url):
     """A store that raises leaves the calls in the spool; they arrive once it works again."""
-    store = open_store(tmp_path / "p.db")
+    store = open_store(store_url)
     real_add = store.add_calls
     failures = {"left": 3}
 
@@ -155,7 +156,7 @@ def test_spool_keeps_calls_when_the_database_fails(tmp_path):
     call_log.close()
 
 
-def test_import_reports_bad_lines_and_is_idempotent(tmp_path):
+def test_import_reports_bad_lines_and_is_idempotent(tmp_path, store_url):
     pairs = recorded_pairs()[:5]
     lines = [json.dumps(p | {"metadata": {"task": "demo", "workload": "w1", "ts": 1700000000 + i}}) for i, p in enumerate(pairs)]
     lines.insert(2, "{broken json")
@@ -164,7 +165,7 @@ def test_import_reports_bad_lines_and_is_idempotent(tmp_path):
     lines.append(json.dumps({"messages": [{"role": "user", "content": "no answer"}]}))
     path = tmp_path / "log.jsonl.gz"
     path.write_bytes(gzip.compress("\n".join(lines).encode()))
-    with open_store(tmp_path / "p.db") as store:
+    with open_store(store_url) as store:
         report = import_jsonl(store, path)
         assert (report.read, report.added) == (9, 6)
         assert [n for n, _ in report.bad_lines] == [3, 5, 9]
@@ -179,19 +180,19 @@ def test_import_reports_bad_lines_and_is_idempotent(tmp_path):
         assert ft[0].response["choices"][0]["message"]["content"] == "hello!"
 
 
-def test_bad_line_reasons_are_specific(tmp_path):
+def test_bad_line_reasons_are_specific(tmp_path, store_url):
     path = tmp_path / "log.jsonl"
     path.write_text("{nope\n" + json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]}) + "\n")
-    with open_store(tmp_path / "p.db") as store:
+    with open_store(store_url) as store:
         report = import_jsonl(store, path)
     assert report.bad_lines[0][0] == 1 and "invalid JSON" in report.bad_lines[0][1]
     assert report.bad_lines[1] == (2, "the last message must be the assistant's answer")
 
 
-def test_export_chat_and_raw_round_trip(tmp_path):
+def test_export_chat_and_raw_round_trip(tmp_path, new_store_url):
     path = tmp_path / "log.jsonl"
     path.write_text("\n".join(json.dumps(p | {"metadata": {"workload": "w"}}) for p in recorded_pairs()[:6]))
-    with open_store(tmp_path / "p.db") as store:
+    with open_store(new_store_url()) as store:
         import_jsonl(store, path)
         chat = [json.loads(line) for line in iter_export(store, fmt="chat")]
         raw = [json.loads(line) for line in iter_export(store, CallFilter(workload="w"), fmt="raw")]
@@ -201,11 +202,12 @@ def test_export_chat_and_raw_round_trip(tmp_path):
     assert {"id", "ts", "request", "response", "metadata", "cost_usd"} <= set(raw[0])
     # chat export re-imports to the same number of calls
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(e) + "\n" for e in chat))
-    with open_store(tmp_path / "q.db") as store:
+    with open_store(new_store_url()) as store:
         assert import_jsonl(store, tmp_path / "chat.jsonl").added == 6
 
 
-def test_cli_import_export_logs_and_keys(tmp_path, home):
+def test_cli_import_export_logs_and_keys(tmp_path, home, store_url, monkeypatch):
+    monkeypatch.setenv("PROTEGE_DATABASE_URL", store_url)
     runner = CliRunner()
     path = tmp_path / "log.jsonl"
     path.write_text("\n".join(json.dumps(p) for p in recorded_pairs()[:4]) + "\nnot json\n")
@@ -253,13 +255,13 @@ def test_record_ids_are_time_sortable():
     assert new_call_id() > a
 
 
-def test_full_disk_keeps_calls_in_memory_and_says_so(tmp_path, monkeypatch, caplog):
+def test_full_disk_keeps_calls_in_memory_and_says_so(tmp_path, store_url, monkeypatch, caplog):
     """When the spool cannot be written (ENOSPC), calls still reach the store and the error names the fix."""
     import errno
 
     from protege.store import spool as spool_module
 
-    store = open_store(tmp_path / "p.db")
+    store = open_store(store_url)
     call_log = CallLog(store, tmp_path / "spool")
     real_write = os.write
 

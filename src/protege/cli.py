@@ -82,7 +82,7 @@ def serve(
     upstream_key_env: Annotated[Optional[str], typer.Option(help="Environment variable with the upstream's API key.")] = None,
     host: Annotated[Optional[str], typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8787).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes sharing the port.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes sharing the port (uvicorn workers; a dead one is restarted). They share the database: SQLite on this host, PostgreSQL for several hosts.")] = None,
     local: Annotated[bool, typer.Option(help="Answer requests for local models and specialists (`protege models list`) itself.")] = True,
     open_mode: Annotated[bool, typer.Option("--open", help="Open mode: anyone may call and read the logs, even if keys exist (local use).")] = False,
     allow_open_network: Annotated[bool, typer.Option(help="Allow open mode on a non-loopback --host (the whole log is then readable from the network).")] = False,
@@ -92,7 +92,7 @@ def serve(
     """Run the OpenAI-compatible gateway: forward chat completions upstream and log every call."""
     import uvicorn
 
-    from protege.gateway.app import SETTINGS_ENV, create_app
+    from protege.gateway.app import LOCAL_ENV, SETTINGS_ENV, create_app
     from protege.gateway.auth import KeyRing, is_loopback, open_network_refusal
 
     settings = _settings(config, upstream=upstream, upstream_key_env=upstream_key_env, host=host, port=port,
@@ -103,20 +103,21 @@ def serve(
         is_open = KeyRing(store, open_mode=g.open_mode).is_open
     if is_open and not (is_loopback(g.host) or g.allow_open_network):
         fail(open_network_refusal(g.host))
-    local_models = None
-    if local:
-        from protege.models.serving import LocalModelPool
-
-        local_models = LocalModelPool()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     err.print(f"protege gateway on http://{g.host}:{g.port}/v1  (upstreams: "
               f"{', '.join(f'{u.name}={u.display_url}' for u in settings.upstreams) or 'none'})")
     common = dict(host=g.host, port=g.port, log_level="warning", access_log=False, http="httptools",
                   loop="uvloop", timeout_keep_alive=30)
     if g.workers > 1:
-        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()  # each worker builds its own app from these
+        os.environ[LOCAL_ENV] = "1" if local else "0"
         uvicorn.run("protege.gateway.app:app_from_env", factory=True, workers=g.workers, **common)
     else:
+        local_models = None
+        if local:
+            from protege.models.serving import LocalModelPool
+
+            local_models = LocalModelPool()
         uvicorn.run(create_app(settings, local_models=local_models), **common)
 
 

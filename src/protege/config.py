@@ -41,26 +41,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from protege.pricing import LOCAL_USD_PER_HOUR, Price, PriceTable
-from protege.store.base import Store, open_store, protege_home
+from protege.store.base import Store, open_store, protege_home, redact_credentials
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact_credentials(text: str) -> str:
-    """`text` with the `user:secret@` part of every URL in it replaced by `***@`, for messages and logs."""
-    return _URL_CREDENTIALS.sub("***@", text)
 
 
 class UpstreamConfig(_Strict):
@@ -146,7 +137,8 @@ class RoutingConfig(_Strict):
                                       "local call costs its latency times this")
     audit_share: float = Field(0.05, ge=0, le=1, description="Share of a served task's calls the LLM answers with "
                                "the specialist in shadow, to measure live agreement (drift)")
-    refresh_s: float = Field(2.0, gt=0, description="How often the gateway re-reads routes and the task catalog")
+    refresh_s: float = Field(2.0, gt=0, description="How often each gateway worker re-reads routes, API keys and the "
+                             "task catalog: a promotion or a revoked key applies everywhere within this time")
     human_facing_header: str = Field("x-protege-human-facing", description="Requests with this header set to "
                                      "true (or metadata.human_facing) always go to the LLM")
 

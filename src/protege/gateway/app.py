@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -71,7 +72,7 @@ class Gateway:
         self.prices = settings.price_table()
         self.store = store or settings.open_store()
         self.call_log = CallLog(self.store, settings.resolved_spool_dir())
-        self.keys = KeyRing(self.store, open_mode=settings.gateway.open_mode)
+        self.keys = KeyRing(self.store, settings.routing.refresh_s, open_mode=settings.gateway.open_mode)
         self.metrics = GatewayMetrics(self.call_log)
         self.local_models = local_models
         self.scrubber = ingest_scrubber(settings.scrub_at_ingest)
@@ -94,6 +95,7 @@ class Gateway:
                 "the logs. For shared use run `protege keys create --name ops --role admin`.",
                 "--open" if g.open_mode else "no API key was ever created",
             )
+        self.keys.start()
         if not self.settings.upstreams:
             log.warning("No upstream configured: only local models can answer. Use --upstream URL or protege.toml.")
         if self.router is not None:
@@ -113,6 +115,7 @@ class Gateway:
             await asyncio.sleep(r.interval_s)
 
     async def stop(self) -> None:
+        self.keys.stop()
         if self.retention_task is not None:
             self.retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -518,7 +521,7 @@ async def list_models(request: Request) -> Response:
 async def health(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     return JSONResponse({
-        "status": "ok", "open_mode": gw.keys.is_open, "log_backlog": gw.call_log.backlog,
+        "status": "ok", "worker": os.getpid(), "open_mode": gw.keys.is_open, "log_backlog": gw.call_log.backlog,
         "spool_errors": gw.call_log.spool_errors, "upstreams": [u.name for u in gw.settings.upstreams],
         "routing": gw.router.describe() if gw.router is not None else None,
     })
@@ -696,10 +699,15 @@ def create_app(settings: Settings, *, store: Store | None = None, local_models: 
 
 
 SETTINGS_ENV = "PROTEGE_SERVE_SETTINGS"
+LOCAL_ENV = "PROTEGE_SERVE_LOCAL"
 
 
 def app_from_env() -> Starlette:
-    """Factory for multi-worker uvicorn: settings come as JSON in $PROTEGE_SERVE_SETTINGS."""
-    import os
+    """Factory for multi-worker uvicorn (each worker calls it): settings come as JSON in $PROTEGE_SERVE_SETTINGS,
+    and $PROTEGE_SERVE_LOCAL=1 makes the worker serve local models and specialists (`serve --local`)."""
+    local_models = None
+    if os.environ.get(LOCAL_ENV) == "1":
+        from protege.models.serving import LocalModelPool
 
-    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
+        local_models = LocalModelPool()
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]), local_models=local_models)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
 from protege.store.base import ROLES, ApiKey, Store
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "pk-"
 
@@ -62,10 +66,14 @@ def open_network_refusal(host: str) -> str:
 
 
 class KeyRing:
-    """The active keys, cached in memory and re-read from the store every few seconds (revocations apply).
+    """The active keys, cached in memory and re-read from the store every `refresh_s` (revocations apply).
 
     `open_mode=True` (`protege serve --open`) lets everyone in as admin. Without it the gateway is open
-    only while no key was ever created (revoked keys count: they stay in the store)."""
+    only while no key was ever created (revoked keys count: they stay in the store).
+
+    Used alone (the CLI), a stale cache is re-read on the next check. The gateway calls `start()`, and a thread
+    re-reads the keys instead, so a request never waits for the database; when the store cannot be read, the
+    keys in force stay (logged once) until it can."""
 
     def __init__(self, store: Store, refresh_s: float = 2.0, *, open_mode: bool = False):
         self.store = store
@@ -74,6 +82,9 @@ class KeyRing:
         self._ever_keyed = False
         self._by_hash: dict[str, Caller] = {}
         self._loaded_at = -1e9
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -82,13 +93,35 @@ class KeyRing:
         self._by_hash = {k.key_hash: Caller(k.name, k.role) for k in keys if k.is_active}
         self._loaded_at = time.monotonic()
 
+    def start(self) -> None:
+        """Re-read the keys in a background thread from now on."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="protege-keys", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread is not None:
+            self._stop.set()
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(self.refresh_s):
+            try:
+                self.reload()
+                self._last_error = None
+            except Exception as e:  # noqa: BLE001 - the store is down: the keys in force stay
+                if str(e) != self._last_error:
+                    log.error("Re-reading the API keys failed (%s); the keys in force stay until it works.", e)
+                self._last_error = str(e)
+
     @property
     def is_open(self) -> bool:
         self._maybe_reload()
         return self.open_mode or not self._ever_keyed
 
     def _maybe_reload(self) -> None:
-        if time.monotonic() - self._loaded_at > self.refresh_s:
+        if self._thread is None and time.monotonic() - self._loaded_at > self.refresh_s:
             self.reload()
 
     def authenticate(self, authorization: str | None) -> Caller | None:

@@ -7,6 +7,7 @@ by URL scheme in `STORES`, the same way a plugin would.
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ ROLES = ("client", "admin")
 MODES = ("off", "shadow", "canary", "on")
 """How a task's specialist takes part in serving: not at all, beside the LLM (compared, never
 served), on a share of the traffic, or on all of it (the LLM stays the fallback)."""
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with the `user:secret@` part of every URL in it replaced by `***@`, for messages and logs."""
+    return _URL_CREDENTIALS.sub("***@", text)
 
 
 def protege_home() -> Path:

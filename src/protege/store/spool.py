@@ -4,8 +4,12 @@
 tens of microseconds) and returns; the caller's response never waits for the database. A
 background thread batches new lines into the store. Because every acknowledged call is on disk
 before the caller sees its response, nothing is lost when the process is killed (even SIGKILL):
-the next `CallLog` on the same spool folder replays segments left by dead processes. The spool
-is unbounded on disk, so a slow database never drops calls; it only lets the spool grow.
+the next `CallLog` on the same spool folder replays segments left by dead processes, and every running one
+looks for such segments every `RECOVER_EVERY_S`. Several processes (gateway workers) share one spool folder:
+each writes only its own segments, named by its pid, and a replay is idempotent (the store skips ids it has), so a
+segment replayed by two siblings at once is still stored once. The folder must be on the host's own disk (the pid
+check is per host). The spool is unbounded on disk, so a slow database never drops calls; it only lets the spool
+grow.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from protege.store.crypto import DataCipher, opened_record, sealed_record
 log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 16 * 1024 * 1024
+RECOVER_EVERY_S = 10.0
+"""How often a running process looks for segments left by dead ones (a killed sibling worker's): their calls
+reach the store even when nothing restarts that worker."""
 
 
 def _is_alive(pid: int) -> bool:
@@ -85,6 +92,7 @@ class CallLog:
         self._fd = self._open_segment()
         self._written = 0
         self._unspooled: list[CallRecord] = []  # only used while the disk refuses writes
+        self._storing_unspooled = False
         self._read_offset = 0
         self._wake = threading.Event()
         self._closing = False
@@ -148,11 +156,15 @@ class CallLog:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def _run(self) -> None:
+        recovered_at = time.monotonic()
         while True:
             self._wake.wait(0.25)
             self._wake.clear()
             closing = self._closing
             try:
+                if time.monotonic() - recovered_at > RECOVER_EVERY_S:  # a sibling worker may have died
+                    recovered_at = time.monotonic()
+                    self.recovered += self.recover()
                 self._drain()
             except Exception as e:  # the database is down or full: keep the spool, retry later
                 self.store_errors += 1
@@ -167,6 +179,7 @@ class CallLog:
         with self._lock:
             segments = list(self._segments)
             unspooled, self._unspooled = self._unspooled, []
+            self._storing_unspooled = bool(unspooled)  # flush() waits for these too
         if unspooled:
             try:
                 self.stored += self.store.add_calls(unspooled)
@@ -174,6 +187,8 @@ class CallLog:
                 with self._lock:
                     self._unspooled[:0] = unspooled
                 raise
+            finally:
+                self._storing_unspooled = False
         for i, path in enumerate(segments):
             is_open = i == len(segments) - 1
             records, end = _read_complete_lines(path, self._read_offset, self.cipher)
@@ -219,7 +234,7 @@ class CallLog:
             elif stall_s is not None and self.store_errors > errors and time.monotonic() - progress_at > stall_s:
                 return False
             with self._lock:
-                pending = bool(self._unspooled)
+                pending = bool(self._unspooled) or self._storing_unspooled
                 last = self._segments[-1]
                 written = self._written
                 single = len(self._segments) == 1

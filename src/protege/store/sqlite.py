@@ -127,16 +127,23 @@ def m005_data_keys(db: sqlite3.Connection) -> None:
 
 
 def apply_migrations(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
-    """Run the migrations not yet recorded (stopping after `upto` if given); returns those run."""
+    """Run the migrations not yet recorded (stopping after `upto` if given); returns those run. Each runs in a
+    write transaction that re-checks it is still due, so processes opening a new file together apply it once."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     applied = []
     for name, fn in MIGRATIONS:
         if name not in done:
-            with db:
-                fn(db)
-                db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-            applied.append(name)
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: a concurrent opener waits here
+            try:
+                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                    fn(db)
+                    db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                    applied.append(name)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         if name == upto:
             break
     return applied
@@ -178,7 +185,8 @@ def _record(row: sqlite3.Row, cipher: DataCipher | None) -> CallRecord:
     return CallRecord.from_dict(d)
 
 
-def _where(flt: CallFilter | None) -> tuple[str, list]:
+def _where(flt: CallFilter | None, placeholder: str = "?") -> tuple[str, list]:
+    """The WHERE clause selecting `flt` and its arguments (`placeholder` is the driver's: `?` or `%s`)."""
     if flt is None:
         return "", []
     clauses, args = [], []
@@ -191,7 +199,7 @@ def _where(flt: CallFilter | None) -> tuple[str, list]:
         ("task_id", "=", flt.task_id),
     ):
         if value is not None:
-            clauses.append(f"{column} {op} ?")
+            clauses.append(f"{column} {op} {placeholder}")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
@@ -217,7 +225,7 @@ class SQLiteStore(Store):
             self.db.execute("PRAGMA busy_timeout=30000")
             self.db.execute("PRAGMA secure_delete=ON")  # deleted and re-sealed rows are overwritten, not left in free pages
             self.db.isolation_level = ""  # back to implicit transactions for `with self.db:`
-            apply_migrations(self.db)
+            self.migrations_applied = apply_migrations(self.db)
             self._check_data_keys()
         except sqlite3.DatabaseError as e:
             raise RuntimeError(
