@@ -44,10 +44,14 @@ def register_export(out_dir: str | Path) -> None:
     if folder in known:
         return
     path = _registry()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([*known, folder], indent=1))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([*known, folder], indent=1))
+        tmp.replace(path)
+    except OSError as e:  # the datasets are written; only their record is missing
+        log.error("Cannot record %s in %s (%s): `protege forget` and retention will not find the calls copied "
+                  "there. Make PROTEGE_HOME writable, or delete that folder when its calls must go.", folder, path, e)
 
 
 def _rewrite(path: Path, ids: set[str] | None, before: float | None) -> int:
