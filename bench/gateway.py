@@ -29,8 +29,11 @@ Two scenarios, each at stream = false / true:
 Every round runs each cell for every target, the targets in rotating order, so slow drift on a shared
 machine hits all of them alike; the reported figures are medians over rounds, and "added" latency is
 computed per round against the direct run of that round and cell, both net of the upstream's think time.
-Calls lost: after the run protege gets SIGTERM, and the rows in `$PROTEGE_HOME/protege.db` (table `calls`)
-are compared with the 200 answers the load generator received from it. LiteLLM runs from its own venv (bench/.venv-litellm, created from
+protege runs as three targets: on SQLite (`protege`), on PostgreSQL with one worker (`protege-pg`) and with two
+(`protege-pg2`, both on the proxy core), each PostgreSQL target on its own database of a server the benchmark starts
+(tests/pg_support.py) on the load core. Calls lost: one protege-pg2 worker is killed with -9 under load (the call ids
+answered in that cell are then looked up in the store), and after the run each protege gets SIGTERM and the rows in
+its store (table `calls`) are compared with the 200 answers the load generator received from it. LiteLLM runs from its own venv (bench/.venv-litellm, created from
 bench/requirements-litellm.txt if missing), no database, no callbacks, local cost map, and with an
 unreachable HTTP(S) proxy set so that it cannot reach the internet.
 """
@@ -44,11 +47,13 @@ import os
 import platform
 import select
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +69,9 @@ MODEL = "gpt-4o-mini"
 PACED_MODEL = "paced-gpt-4o-mini"
 N_PROMPTS = 64  # "What is N squared?" for N in 0..63, all recorded
 PACED_PREFIX = "/paced"
+PROTEGE_TARGETS = {"protege": ("sqlite", 1), "protege-pg": ("postgresql", 1), "protege-pg2": ("postgresql", 2)}
+"""protege's targets: the store and the number of workers (`serve --workers`)."""
+KILL_AFTER_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -124,7 +132,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 async def _phase(session, url: str, bodies: list[bytes], concurrency: int, stream: bool, seconds: float,
-                 max_requests: int, think_ms: list[float]) -> dict:
+                 max_requests: int, think_ms: list[float], ids: list[str] | None = None) -> dict:
     import aiohttp
 
     lat: list[float] = []
@@ -162,6 +170,8 @@ async def _phase(session, url: str, bodies: list[bytes], concurrency: int, strea
                     t1 = time.perf_counter()
                     if good:
                         ok += 1
+                        if ids is not None:
+                            ids.append(resp.headers.get("x-protege-call-id", ""))
                         lat.append((t1 - t0) * 1000)
                         net.append((t1 - t0) * 1000 - think_ms[k])
                         if first is not None:
@@ -200,7 +210,11 @@ async def _run_cell(cmd: dict) -> dict:
                             think)
         pids = cmd.get("cpu_pids", {})
         cpu0 = {name: _cpu_seconds(p) for name, p in pids.items()}
-        res = await _phase(session, cmd["url"], bodies, cmd["concurrency"], stream, cmd["seconds"], cmd["max_requests"], think)
+        ids: list[str] | None = [] if cmd.get("collect_ids") else None
+        res = await _phase(session, cmd["url"], bodies, cmd["concurrency"], stream, cmd["seconds"], cmd["max_requests"], think,
+                           ids)
+        if ids is not None:
+            res["call_ids"] = ids
         cpu1 = {name: _cpu_seconds(p) for name, p in pids.items()}
     res["cpu_s"] = {name: cpu1[name] - cpu0[name] for name in pids}
     res["warmup_ok"] = warm["ok"]
@@ -325,6 +339,74 @@ def stuck_dump(logs: Path, pids: dict[str, int]) -> None:
         out = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60, check=False) \
             if spy.exists() else None
         (logs / f"stuck-{name}.txt").write_text(out.stdout + out.stderr if out else "py-spy not installed\n")
+
+
+def worker_pids(url: str, want: int, tries: int = 100) -> set[int]:
+    """The pids of the workers answering `url`, each new connection asking /health, until `want` are seen."""
+    import urllib.request
+
+    seen: set[int] = set()
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                seen.add(json.loads(r.read())["worker"])
+        except OSError:
+            time.sleep(0.2)
+        if len(seen) >= want:
+            break
+        time.sleep(0.1)  # a worker may still be starting
+    return seen
+
+
+def count_calls(database: str, ids: list[str]) -> tuple[int, int, int]:
+    """Rows in the store's `calls`, those with status 200, and how many of `ids` are among them."""
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            rows, rows_200 = conn.execute("SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 200) FROM calls").fetchone()
+            stored = conn.execute("SELECT COUNT(*) FROM calls WHERE id = ANY(%s)", (ids,)).fetchone()[0] if ids else 0
+        return rows, rows_200, stored
+    db = sqlite3.connect(database)
+    rows, rows_200 = db.execute("SELECT COUNT(*), SUM(status = 200) FROM calls").fetchone()
+    stored = 0
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        stored += db.execute(f"SELECT COUNT(*) FROM calls WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchone()[0]
+    db.close()
+    return rows, rows_200 or 0, stored
+
+
+def store_verdict(get, targets: list[str], lost_by_target: dict, kill9: dict | None) -> dict:
+    """PostgreSQL against SQLite: throughput per worker at saturate c=32 (the target: within 20%), CPU per call,
+    and calls lost after SIGTERM and after a worker's kill -9."""
+    verdict: dict = {}
+    if "protege" not in targets:
+        return verdict
+    for target in ("protege-pg", "protege-pg2"):
+        if target not in targets:
+            continue
+        workers = PROTEGE_TARGETS[target][1]
+        per_worker, cpu = {}, {}
+        for stream in (False, True):
+            base, row = get("saturate", 32, stream, "protege"), get("saturate", 32, stream, target)
+            key = "stream" if stream else "json"
+            if base and row and base["rps"] and row["rps"]:
+                per_worker[key] = round(row["rps"] / workers / base["rps"], 3)
+            if base and row and base["proxy_cpu_ms_per_req"] and row["proxy_cpu_ms_per_req"]:
+                cpu[key] = round(row["proxy_cpu_ms_per_req"] / base["proxy_cpu_ms_per_req"], 3)
+        verdict[f"{target}_rps_per_worker_vs_sqlite_saturate_c32"] = per_worker
+        verdict[f"{target}_cpu_per_call_vs_sqlite_saturate_c32"] = cpu
+        verdict[f"{target}_throughput_per_worker_within_20pct"] = bool(per_worker) and min(per_worker.values()) >= 0.8
+        lost = lost_by_target.get(target)
+        verdict[f"{target}_zero_calls_lost_after_sigterm"] = bool(lost and lost["lost"] == 0)
+    if kill9 is not None:
+        verdict["protege-pg2_zero_calls_lost_after_kill9"] = kill9.get("lost") == 0
+    if "protege-pg2" in targets:
+        verdict["note_workers"] = ("protege-pg2 runs both workers on the one proxy CPU the 1-worker targets get, so its "
+                                   "requests per second per worker is at most about half of theirs on this machine; its "
+                                   "CPU per call is what one worker with a core of its own would sustain")
+    return verdict
 
 
 def ensure_litellm_venv() -> Path:
@@ -461,7 +543,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, help="measured seconds per cell (default 2.5, --quick 1.0)")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per cell, not measured (default 0.5, --quick 0.3)")
     ap.add_argument("--paced-delay-ms", type=float, default=100.0, help="upstream time per call in the paced scenario")
-    ap.add_argument("--targets", default="direct,protege,litellm", help="comma-separated subset")
+    ap.add_argument("--targets", default=",".join(["direct", *PROTEGE_TARGETS, "litellm"]),
+                    help="comma-separated subset")
     ap.add_argument("--proxy-cpu", default="0", help="CPU list for the proxy under test ('' = no pinning)")
     ap.add_argument("--load-cpu", default="1", help="CPU list for the upstream and the load generator ('' = no pinning)")
     ap.add_argument("--nice", type=int, default=0,
@@ -513,21 +596,36 @@ def main() -> None:
         urls = {"direct": upstream}
         pids: dict[str, list[int]] = {"upstream": process_tree(procs["upstream"].pid)}
 
-        home = work / "protege-home"
-        if "protege" in targets:
+        pg_server = None
+        if any(PROTEGE_TARGETS[t][0] == "postgresql" for t in targets if t in PROTEGE_TARGETS):
+            sys.path.insert(0, str(ROOT))
+            from tests.pg_support import PostgresServer
+
+            pg_server = PostgresServer().start()  # its own temporary folder, which the `postgres` user can reach
+            if load_cpu is not None and shutil.which("taskset"):  # the database shares the load generator's CPU
+                for pid in process_tree(pg_server.proc.pid):
+                    subprocess.run(["taskset", "-a", "-p", "-c", load_cpu, str(pid)], capture_output=True, check=False)
+        databases: dict[str, str] = {}
+        for target in (t for t in targets if t in PROTEGE_TARGETS):
+            kind, workers = PROTEGE_TARGETS[target]
+            home = work / f"{target}-home"
             home.mkdir()
-            (home / "protege.toml").write_text(protege_config(upstream))
+            databases[target] = pg_server.create_database() if kind == "postgresql" else str(home / "protege.db")
+            (home / "protege.toml").write_text(f'database = "{databases[target]}"\n' + protege_config(upstream))
             port = free_port()
-            log = logs / "protege.log"
+            log = logs / f"{target}.log"
             env = dict(os.environ, PROTEGE_HOME=str(home))
             env.pop("OPENAI_API_KEY", None)
             protege_cmd = args.protege_cmd.split() if args.protege_cmd else [str(Path(py).parent / "protege")]
-            procs["protege"] = subprocess.Popen(
-                pinned(proxy_cpu, [*protege_cmd, "serve", "--port", str(port), "--config", str(home / "protege.toml")]),
+            procs[target] = subprocess.Popen(
+                pinned(proxy_cpu, [*protege_cmd, "serve", "--port", str(port), "--config", str(home / "protege.toml"),
+                                   "--workers", str(workers)]),
                 stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=work)
-            urls["protege"] = f"http://127.0.0.1:{port}"
-            wait_http(f"{urls['protege']}/health", procs["protege"], 60, "protege serve", log)
-            pids["protege"] = process_tree(procs["protege"].pid)
+            urls[target] = f"http://127.0.0.1:{port}"
+            wait_http(f"{urls[target]}/health", procs[target], 60, f"protege serve ({target})", log)
+            if len(worker_pids(urls[target], workers)) < workers:
+                raise SystemExit(f"{target}: fewer than {workers} workers answered /health; see {log}")
+            pids[target] = process_tree(procs[target].pid)
 
         if "litellm" in targets:
             cfg = work / "litellm.yaml"
@@ -555,7 +653,8 @@ def main() -> None:
         print(f"started in {startup_s:.1f} s: {', '.join(f'{k} {v}' for k, v in urls.items())}; "
               f"{rounds} rounds x {len(cells)} cells x {len(targets)} targets x ({warmup:g}+{seconds:g} s)", flush=True)
 
-        def run_cell(target: str, scenario: str, conc: int, stream: bool, secs: float, warm: float) -> dict:
+        def run_cell(target: str, scenario: str, conc: int, stream: bool, secs: float, warm: float,
+                     collect_ids: bool = False) -> dict:
             nonlocal loadgen, reader, seq
             seq += 1
             paced = scenario == "paced"
@@ -563,7 +662,8 @@ def main() -> None:
             cmd = {"url": base + "/v1/chat/completions", "model": PACED_MODEL if paced else MODEL,
                    "concurrency": conc, "stream": stream, "warmup_s": warm,
                    "paced_delay_ms": args.paced_delay_ms if paced else 0, "seconds": secs, "max_requests": 1_000_000,
-                   "cpu_pids": {k: v for k, v in pids.items() if k in ("upstream", target)}, "seq": seq}
+                   "cpu_pids": {k: v for k, v in pids.items() if k in ("upstream", target)}, "seq": seq,
+                   "collect_ids": collect_ids}
             write_all(loadgen.stdin.fileno(), json.dumps(cmd).encode() + b"\n")
             line = reader.readline(warm + secs + 60)
             res = json.loads(line) if line else None
@@ -620,25 +720,55 @@ def main() -> None:
             profile = run_profile(pids["protege"][0], lambda: run_cell("protege", "saturate", 32, False, 8.0, 0.5),
                                   acked)
 
+        kill9 = None
+        if "protege-pg2" in targets:  # one worker killed with -9 under load: its acknowledged calls must be stored
+            workers = sorted(worker_pids(urls["protege-pg2"], 2))
+            killed: dict = {}
+
+            def kill_busiest() -> None:
+                """The kernel may hand all of a cell's connections to one worker: kill the one doing the work."""
+                before = {w: _cpu_seconds([w]) for w in workers}
+                time.sleep(KILL_AFTER_S)
+                used = {w: _cpu_seconds([w]) - before[w] for w in workers}
+                killed.update(victim=max(used, key=used.get), cpu_s=used)
+                os.kill(killed["victim"], signal.SIGKILL)
+
+            killer = threading.Thread(target=kill_busiest)
+            killer.start()
+            res = run_cell("protege-pg2", "saturate", 32, False, 6.0, 0.0, collect_ids=True)
+            killer.join()
+            acked["protege-pg2"] += res["ok"] + res["warmup_ok"]
+            kill9 = {"target": "protege-pg2", "killed_worker": killed["victim"], "killed_after_s": KILL_AFTER_S,
+                     "workers_cpu_s_before_kill": killed["cpu_s"], "cell_s": 6.0,
+                     "acknowledged_200": res["ok"], "errors": res["errors"], "call_ids": res.pop("call_ids"),
+                     "workers_after": sorted(worker_pids(urls["protege-pg2"], 2))}
+            victim = killed["victim"]
+            print(f"  kill -9 of worker {victim} after {KILL_AFTER_S} s of a 6 s saturate cell: {res['ok']} calls "
+                  f"answered, errors {res['errors']}, workers now {kill9['workers_after']}", flush=True)
+
         write_all(loadgen.stdin.fileno(), json.dumps({"quit": True}).encode() + b"\n")
         loadgen.wait(30)
 
         # -- calls lost ---------------------------------------------------------------------------------------------
-        lost = None
-        if "protege" in targets:
+        lost_by_target = {}
+        for target in (t for t in targets if t in PROTEGE_TARGETS):
             t0 = time.monotonic()
-            rc = stop_process(procs["protege"], 60)
+            rc = stop_process(procs[target], 60)
             shutdown_s = time.monotonic() - t0
-            db = sqlite3.connect(home / "protege.db")
-            rows = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-            rows_200 = db.execute("SELECT COUNT(*) FROM calls WHERE status = 200").fetchone()[0]
-            db.close()
+            ids = kill9["call_ids"] if kill9 and kill9["target"] == target else []
+            rows, rows_200, ids_stored = count_calls(databases[target], ids)
+            home = work / f"{target}-home"
             spool_left = sum(p.stat().st_size for p in (home / "spool").glob("*")) if (home / "spool").exists() else 0
-            lost = {"acknowledged_200": acked["protege"], "rows": rows, "rows_status_200": rows_200,
-                    "lost": acked["protege"] - rows_200, "exit_code": rc,
-                    "exit_code_note": "-15 is normal: uvicorn re-raises SIGTERM after its graceful shutdown",
-                    "shutdown_s": round(shutdown_s, 2),
-                    "spool_bytes_left": spool_left}
+            lost_by_target[target] = {
+                "acknowledged_200": acked[target], "rows": rows, "rows_status_200": rows_200,
+                "lost": max(acked[target] - rows_200, 0), "exit_code": rc,
+                "exit_code_note": "-15 is normal: uvicorn re-raises SIGTERM after its graceful shutdown",
+                "shutdown_s": round(shutdown_s, 2), "spool_bytes_left": spool_left}
+            if ids:
+                kill9 |= {"call_ids": len(ids), "acknowledged_ids_stored": ids_stored, "lost": len(ids) - ids_stored}
+        lost = lost_by_target.get("protege")
+        if pg_server is not None:
+            pg_server.stop()
     finally:
         for name, p in procs.items():
             if name != "loadgen":
@@ -666,6 +796,7 @@ def main() -> None:
                 "added_p50_ms": med(add50) if target != "direct" and add50 else None,
                 "added_p99_ms": med(add99) if target != "direct" and add99 else None,
                 "proxy_cpu_ms_per_req": med([x["proxy_cpu_ms_per_req"] for x in rows]),
+                "workers": PROTEGE_TARGETS.get(target, (None, 1))[1],
                 "requests": sum(x["requests"] for x in rows),
                 "errors": sum(sum(x["errors"].values()) for x in rows),
             })
@@ -687,6 +818,7 @@ def main() -> None:
                       for s in (False, True) if get("saturate", 32, s, "litellm") and get("saturate", 32, s, "litellm")["rps"]}
             verdict["throughput_vs_litellm_saturate_c32"] = {k: round(v, 2) for k, v in ratios.items()}
         verdict["zero_calls_lost"] = bool(lost and lost["lost"] == 0 and lost["rows"] >= lost["acknowledged_200"])
+    verdict |= store_verdict(get, targets, lost_by_target, kill9)
 
     litellm_version = None
     if "litellm" in targets:
@@ -707,11 +839,16 @@ def main() -> None:
                      "upstream": "protege.gateway.replay (Starlette/uvicorn/uvloop/httptools), "
                                  "'What is N squared?' N=0..63",
                      "protege": "protege serve, 1 worker, open mode, SQLite store in a fresh PROTEGE_HOME",
+                     "protege-pg": "the same on PostgreSQL (a local server started by the benchmark, fsync off, "
+                                   "pinned with the load generator), 1 worker",
+                     "protege-pg2": "the same, 2 workers (`serve --workers 2`) sharing the proxy CPU",
                      "litellm": "litellm proxy, 1 worker (uvicorn), no database, no callbacks, local cost map"},
         "startup_s": round(startup_s, 1),
         "wall_s": round(time.monotonic() - t_start, 1),
         "summary": summary,
         "calls_lost": lost,
+        "calls_lost_by_target": lost_by_target,
+        "kill9": kill9,
         "targets_met": verdict,
         "profile": profile,
         "loadgen_failures": failures,
@@ -719,28 +856,28 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print_table(summary, lost, verdict, out, args.out)
+    print_table(summary, lost_by_target, verdict, out, args.out)
     if failures or args.keep:
         print(f"{len(failures)} cells failed; logs kept in {logs}")
     else:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def print_table(summary: list[dict], lost: dict | None, verdict: dict, out: dict, path: Path) -> None:
+def print_table(summary: list[dict], lost_by_target: dict, verdict: dict, out: dict, path: Path) -> None:
     print()
     print(f"medians over {out['settings']['rounds']} rounds; added = minus direct in the same round and cell; "
           f"paced = upstream waits {out['settings']['paced_delay_ms']:g} ms")
-    head = f"{'scenario':8s} {'c':>2s} {'stream':6s} {'target':8s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} " \
+    head = f"{'scenario':8s} {'c':>2s} {'stream':6s} {'target':11s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} " \
            f"{'+p50 ms':>8s} {'+p99 ms':>8s} {'cpu ms/req':>10s} {'errors':>6s}"
     print(head)
     print("-" * len(head))
     for s in summary:
-        print(f"{s['scenario']:8s} {s['concurrency']:>2d} {'yes' if s['stream'] else 'no':6s} {s['target']:8s} "
+        print(f"{s['scenario']:8s} {s['concurrency']:>2d} {'yes' if s['stream'] else 'no':6s} {s['target']:11s} "
               f"{fmt(s['rps']):>8s} {fmt(s['p50_ms'], 2):>8s} {fmt(s['p99_ms'], 2):>8s} "
               f"{fmt(s['added_p50_ms'], 2):>8s} {fmt(s['added_p99_ms'], 2):>8s} "
               f"{fmt(s['proxy_cpu_ms_per_req'], 2):>10s} {s['errors']:>6d}")
-    if lost:
-        print(f"\nprotege calls: {lost['acknowledged_200']} answered 200, {lost['rows_status_200']} logged with status 200 "
+    for target, lost in lost_by_target.items():
+        print(f"\n{target} calls: {lost['acknowledged_200']} answered 200, {lost['rows_status_200']} logged with status 200 "
               f"({lost['rows']} rows) after SIGTERM (exit {lost['exit_code']}, {lost['shutdown_s']} s, "
               f"{lost['spool_bytes_left']} spool bytes left): lost {lost['lost']}")
     if verdict:

@@ -35,17 +35,27 @@ def find_bin_dir() -> Path:
     raise RuntimeError(MISSING)
 
 
+def _server_user() -> str:
+    """Who runs the server when we are root: `postgres` (Debian's package creates it), else `nobody`."""
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        return "nobody"
+
+
 class PostgresServer:
     """One PostgreSQL server on 127.0.0.1 with trust authentication for the user `protege`."""
 
     def __init__(self, root: Path | None = None, port: int | None = None):
+        """`root` (default: a new folder in the temporary directory) holds the data and the log."""
         self.bin = find_bin_dir()
         self.root = Path(root or tempfile.mkdtemp(prefix="protege-pg-"))
         self.data = self.root / "data"
         self.port = port or free_port()
         self.log = self.root / "postgres.log"
         self.proc: subprocess.Popen | None = None
-        self._user = "postgres" if os.geteuid() == 0 else None  # postgres refuses to run as root
+        self._user = _server_user() if os.geteuid() == 0 else None  # postgres refuses to run as root
 
     def _run_as(self) -> dict:
         if self._user is None:
@@ -61,8 +71,11 @@ class PostgresServer:
             shutil.chown(self.data, self._user, self._user)
             self.log.touch()
             shutil.chown(self.log, self._user, self._user)
-        subprocess.run([self.bin / "initdb", "-D", self.data, "-U", "protege", "--auth=trust", "-E", "UTF8",
-                        "--locale=C", "--no-sync"], check=True, capture_output=True, **self._run_as())
+        done = subprocess.run([self.bin / "initdb", "-D", self.data, "-U", "protege", "--auth=trust", "-E", "UTF8",
+                               "--locale=C", "--no-sync"], capture_output=True, text=True, check=False, **self._run_as())
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed ({self.data}; the server runs as {self._user or 'this user'}, who must be "
+                               f"able to reach that folder):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         settings = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": "",
                     "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
                     "shared_buffers": "64MB"}

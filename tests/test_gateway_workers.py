@@ -37,20 +37,26 @@ class Load:
     """Client threads, each on its own keep-alive connection (so each knows which worker answers it: /health
     says), alternating two keys, until `stop()`. A connection that breaks (its worker was killed) is reopened."""
 
-    def __init__(self, port: int, keys: dict[str, str], bodies: list[dict], threads: int = 6):
-        self.port, self.keys, self.bodies = port, keys, bodies
+    def __init__(self, port: int, keys: dict[str, str], bodies: list[dict], workers: list[int], threads: int = 6):
+        self.port, self.keys, self.bodies, self.workers = port, keys, bodies, workers
         self.sent: list[Sent] = []
         self.broken = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
-    def connect(self) -> tuple[http.client.HTTPConnection, int]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request("GET", "/health")
-        return conn, json.loads(conn.getresponse().read())["worker"]
+    def connect(self, want: int | None = None, tries: int = 200) -> tuple[http.client.HTTPConnection, int]:
+        """A connection and the worker it reached; with `want`, reconnect until it reaches that worker."""
+        for _ in range(tries):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn.request("GET", "/health")
+            worker = json.loads(conn.getresponse().read())["worker"]
+            if want is None or worker == want:
+                return conn, worker
+            conn.close()
+        raise AssertionError(f"{tries} connections never reached worker {want}")
 
     def _run(self, i: int) -> None:
-        conn, worker = self.connect()
+        conn, worker = self.connect(want=self.workers[i % len(self.workers)])  # the threads spread over the workers
         n = i
         while not self._stop.is_set():
             name = sorted(self.keys)[n % len(self.keys)]
@@ -86,6 +92,20 @@ class Load:
             t.join(60)
 
 
+def worker_pids(port: int, timeout: float = 60.0) -> set[int]:
+    """The two workers' pids, asking /health on new connections until both answered (one may still be starting)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < 2 and time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/health")
+        seen.add(json.loads(conn.getresponse().read())["worker"])
+        conn.close()
+        time.sleep(0.05)
+    assert len(seen) == 2, f"only {seen} answered within {timeout:.0f} s"
+    return seen
+
+
 @pytest.fixture
 def triage_home(home, tmp_path):
     """A discovered triage task (hashing embedder: no model) and a replay upstream answering its calls."""
@@ -114,10 +134,8 @@ def test_two_workers_share_revocations_routes_and_the_log(triage_home, home, sto
     gateway = start_process(["serve", "--workers", "2", "--upstream", upstream, "--port", str(port)],
                             f"http://127.0.0.1:{port}/health", os.environ.copy(), tmp_path / "gateway.log")
     try:
-        load = Load(port, keys, bodies)
-        workers = {load.connect()[1] for _ in range(20)}
-        assert len(workers) == 2, f"20 connections all reached one worker: {workers}"
-        load.start()
+        workers = worker_pids(port)
+        load = Load(port, keys, bodies, sorted(workers)).start()
         time.sleep(1.0)
         changed = time.monotonic()
         with open_store(store_url) as store:

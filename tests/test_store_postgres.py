@@ -85,3 +85,26 @@ def test_nul_characters_from_callers_are_stored_not_refused(store_url):
         assert stats["total"]["calls"] == 2 and "t" in {r["name"] for r in stats["by_task_label"]}
         assert [r.id for r in store.iter_calls(CallFilter(workload="no\x00such"))] == []
         assert store.stats(CallFilter(model="m"))["total"]["calls"] == 1
+
+
+def test_hostile_filter_values_are_only_values(store_url):
+    """Filter values (the admin routes pass query strings through) never become SQL: quotes, placeholders, a
+    megabyte-long string and NUL select nothing and break nothing."""
+    with open_store(store_url) as store:
+        store.add_calls([CallRecord(id="a", ts=1.0, workload="w", request={"model": "m", "messages": []})])
+        for value in ("w' OR '1'='1", "%s", "%(x)s", "?", "w\x00", "x" * 2**20, "w; DROP TABLE calls; --"):
+            flt = CallFilter(workload=value, model=value, source=value, task_id=value)
+            assert list(store.iter_calls(flt)) == [] and store.stats(flt)["total"]["calls"] == 0
+        assert store.get_call("a' OR '1'='1") is None and store.get_call("%s") is None
+        assert [r.id for r in store.iter_calls(CallFilter(workload="w"))] == ["a"]
+
+
+def test_cli_says_what_to_fix_when_the_server_is_down(home):
+    from typer.testing import CliRunner
+
+    from protege.cli import app
+
+    url = f"postgresql://bot:s3cret-pw@127.0.0.1:{free_port()}/protege"
+    out = CliRunner().invoke(app, ["logs", "list", "--database", url])
+    assert out.exit_code == 1 and "Cannot open the PostgreSQL database" in out.output
+    assert "s3cret-pw" not in out.output and "Traceback" not in out.output

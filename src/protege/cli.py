@@ -33,7 +33,7 @@ console = Console()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Settings file (default $PROTEGE_HOME/protege.toml).")]
-DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Store URL or SQLite path (default $PROTEGE_HOME/protege.db).")]
+DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="SQLite path or postgresql://user:password@host/db URL (default $PROTEGE_DATABASE_URL, else $PROTEGE_HOME/protege.db).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (stable; see docs/cli.md).")]
 WorkloadOpt = Annotated[Optional[str], typer.Option(help="Only this workload.")]
 SinceOpt = Annotated[Optional[str], typer.Option(help="Only calls at or after this time (ISO date or Unix time).")]
