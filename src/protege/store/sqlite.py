@@ -294,7 +294,9 @@ class SQLiteStore(Store):
         groups = {
             "by_workload": "workload",
             "by_model": "requested_model",
-            "by_task_label": "protege_task_label(id, metadata_json)",
+            # inside a sealed value only Python can read it; plaintext stays in SQL
+            "by_task_label": ("protege_task_label(id, metadata_json)" if self.cipher is not None
+                              else "json_extract(metadata_json, '$.task')"),
             "by_task": "task_id",
             "by_served_by": "served_by",
         }
