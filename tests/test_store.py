@@ -117,6 +117,7 @@ def test_spool_replays_what_a_dead_process_left(tmp_path, store_url):
     assert len(list(store.iter_calls())) == 5
     assert not (spool / "999999999-1-000000.jsonl").exists()
     call_log.close()
+    store.close()
 
 
 def orjson_line(r: CallRecord) -> bytes:
@@ -131,6 +132,7 @@ def test_spool_rotates_segments_and_drains_them(tmp_path, store_url):
     assert call_log.flush(30)
     assert len(list(store.iter_calls())) == 200
     call_log.close()
+    store.close()
     assert list((tmp_path / "spool").glob("*.jsonl")) == []
 
 
@@ -154,6 +156,7 @@ def test_spool_keeps_calls_when_the_database_fails(tmp_path, store_url):
     assert call_log.store_errors == 3
     assert len(list(store.iter_calls())) == 20
     call_log.close()
+    store.close()
 
 
 def test_import_reports_bad_lines_and_is_idempotent(tmp_path, store_url):
@@ -279,3 +282,4 @@ def test_full_disk_keeps_calls_in_memory_and_says_so(tmp_path, store_url, monkey
     assert "Free disk space or move PROTEGE_HOME" in caplog.text
     monkeypatch.undo()
     call_log.close()
+    store.close()
