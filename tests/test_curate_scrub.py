@@ -98,7 +98,7 @@ def test_fake_mode_is_realistic_and_consistent():
     assert again.endswith(fake)  # same value, same fake, across calls
 
 
-def test_no_pii_left_in_curated_export(tmp_path, scrubber):
+def test_no_pii_left_in_curated_export(tmp_path, home, scrubber):
     values = ["maria.gonzalez@example.com", "+1 (415) 555-0132", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00",
               "123-45-6789", "192.168.10.24", "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789", "Maria Gonzalez"]
     records = []

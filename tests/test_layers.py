@@ -13,7 +13,7 @@ LAYERS = {
     "store": 1, "config": 2,
     "models": 3, "specialist": 4,
     "curate": 5, "cluster": 5, "evaluate": 5, "train": 6,
-    "route": 7, "flywheel": 8, "report": 8,
+    "route": 7, "flywheel": 8, "report": 8, "retention": 8,
     "gateway": 9, "client": 9, "demo": 10, "cli": 11, "__main__": 12, "__init__": 12,
 }
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from protege.config import ConfigError, load_settings
-from protege.store import CallFilter, open_store
+from protege.store import CallFilter
 
 app = typer.Typer(help="protege: log your agent's LLM calls and turn the recurring ones into small specialist models.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -54,7 +54,7 @@ def _settings(config: Path | None = None, **overrides):
 
 def _store(database: str | None, config: Path | None = None):
     try:
-        return open_store(_settings(config).database if database is None else database)
+        return _settings(config).open_store(database)
     except (RuntimeError, ValueError) as e:
         fail(str(e))
 
@@ -336,6 +336,95 @@ def keys_revoke(
     if last_admin:
         err.print(f"[bold yellow]Warning:[/] {name!r} was the last active admin key; nobody can read the logs now.")
     err.print(f"Revoked {name!r}.")
+
+
+@keys_app.command("new-data-key")
+def keys_new_data_key(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the key to this file (created with mode 0600, "
+                                                "never overwritten) instead of printing it.")] = None,
+) -> None:
+    """Create a data key for encryption at rest (base64 of 32 random bytes). protege reads it from
+    $PROTEGE_DATA_KEY, $PROTEGE_DATA_KEY_FILE, [encryption] key_file or $PROTEGE_HOME/data.key; from then on
+    every call is sealed in the store and the spool. Keep a copy: without it the log cannot be read."""
+    from protege.store.crypto import new_key_text
+
+    key = new_key_text()
+    if out is None:
+        print(key)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fail(f"{out} already exists; a data key is never overwritten (the log sealed with it would be lost). "
+             "Pick another --out, or move the old key aside once `protege keys rotate-data` no longer needs it.")
+    except OSError as e:
+        fail(f"Cannot create {out}: {e.strerror or e}. Pass --out with a writable path.")
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    err.print(f"Wrote a new data key to {out}. Keep a copy somewhere safe: without it the log cannot be read.")
+
+
+@keys_app.command("rotate-data")
+def keys_rotate_data(database: DatabaseOpt = None, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Re-seal every logged call with the current data key ($PROTEGE_DATA_KEY or the key file), reading old
+    rows with the previous key in $PROTEGE_OLD_DATA_KEY (or $PROTEGE_OLD_DATA_KEY_FILE); calls logged before
+    encryption was turned on are sealed too. Afterwards only the new key is needed."""
+    from protege.store.crypto import DataKeyError
+
+    with _store(database, config) as store:
+        try:
+            result = store.reseal_calls()
+        except DataKeyError as e:
+            fail(str(e))
+    if json:
+        console.print_json(data=result)
+        return
+    err.print(f"Re-sealed {result['calls']} calls and {result['shadow_results']} shadow results with key "
+              f"{result['key_id']}" + (f"; retired key {', '.join(result['retired'])}" if result["retired"] else ""))
+    if result["not_resealed"]:
+        fail(f"{result['not_resealed']} rows were written under an older key while this ran (a gateway still "
+             "sealing with it); restart the gateways with the new key and run this again.")
+
+
+@app.command()
+def forget(
+    user: Annotated[Optional[str], typer.Option(help="The end user: a request's `user` (or `safety_identifier`), or "
+                                                "its metadata.user_id / metadata.user.")] = None,
+    match: Annotated[Optional[str], typer.Option(help="Text anywhere in the request, answer, error or metadata "
+                                                 "(case-insensitive; works with encryption on).")] = None,
+    before: Annotated[Optional[str], typer.Option(help="Calls that started before this time (ISO date or Unix time).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Delete calls for good (every given criterion must hold): from the store, from the curated datasets
+    `protege curate` wrote, and from answer-reuse specialists; every specialist of their tasks is marked for
+    retraining (a `retrain` decision the next `protege flywheel run` acts on)."""
+    from protege.retention import Selection, SelectionError
+    from protege.retention import forget as forget_calls
+
+    try:
+        selection = Selection(user=user, match=match, before=_time(before, "--before"))
+    except SelectionError as e:
+        fail(str(e))
+    with _store(database, config) as store:
+        report = forget_calls(store, selection, dry_run=dry_run)
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    console.print(f"{verb} {len(report.calls)} calls" + (f": {', '.join(report.calls[:20])}" if report.calls else "")
+                  + (f" ... and {len(report.calls) - 20} more (--json lists all)" if len(report.calls) > 20 else ""))
+    for path, n in report.curated.items():
+        console.print(f"  curated: {n} lines removed from {path}")
+    for folder, n in report.reuse_entries.items():
+        console.print(f"  answer reuse: {n} entries removed from {folder}")
+    for task, folders in report.retrain.items():
+        what = ", ".join(folders) or "no specialist yet"
+        console.print(f"  {task}: {report.by_task.get(task, 0)} calls; {'would mark' if dry_run else 'marked'} for "
+                      f"retraining: {what}")
 
 
 @app.command()
@@ -751,7 +840,13 @@ def flywheel_watch(
 
 
 def main() -> None:
-    app()
+    from protege.store.crypto import DataKeyError
+
+    try:
+        app()
+    except DataKeyError as e:  # a sealed value that does not open, met mid-command: the message names the fix
+        err.print(f"[bold red]Error:[/] {e}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from protege.curate.scrub import ingest_scrubber
 from protege.openai_format import iter_sse_data, reassemble_chat_stream
 from protege.pricing import PriceTable
 from protege.records import CallRecord, fill_derived_fields, new_call_id
-from protege.store import open_store, protege_home
+from protege.store import protege_home
 from protege.store.spool import CallLog
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _call_log(database: str | None) -> tuple[CallLog, PriceTable, object]:
     with _shared_lock:
         if key not in _shared:
             settings = load_settings(database=database)
-            call_log = CallLog(open_store(settings.database), settings.resolved_spool_dir())
+            call_log = CallLog(settings.open_store(), settings.resolved_spool_dir())
             atexit.register(call_log.close)
             _shared[key] = (call_log, settings.price_table(), ingest_scrubber(settings.scrub_at_ingest))
         return _shared[key]

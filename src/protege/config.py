@@ -29,6 +29,12 @@ Example `protege.toml`::
 
     [routing]
     local_usd_per_hour = 0.10          # what the machine serving specialists costs
+
+    [encryption]                       # call bodies sealed with AES-256-GCM (or set $PROTEGE_DATA_KEY)
+    key_file = "/etc/protege/data.key"
+
+    [retention]
+    days = 30                          # the gateway deletes older calls in the background
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from protege.pricing import LOCAL_USD_PER_HOUR, Price, PriceTable
-from protege.store.base import protege_home, redact_credentials
+from protege.store.base import Store, open_store, protege_home, redact_credentials
 
 
 class _Strict(BaseModel):
@@ -137,6 +143,22 @@ class RoutingConfig(_Strict):
                                      "true (or metadata.human_facing) always go to the LLM")
 
 
+class EncryptionConfig(_Strict):
+    """Encryption at rest of the call log and the spool (docs/security.md)."""
+
+    key_file: str | None = Field(None, description="File holding the data key (base64 of 32 bytes); "
+                                 "$PROTEGE_DATA_KEY or $PROTEGE_DATA_KEY_FILE win over it, "
+                                 "$PROTEGE_HOME/data.key is used when none is set")
+
+
+class RetentionConfig(_Strict):
+    """How long calls are kept; the gateway deletes older ones in the background (docs/security.md)."""
+
+    days: float | None = Field(None, gt=0, le=36500, description="Delete calls older than this many days "
+                               "(from the store and curated exports); unset: keep every call")
+    interval_s: float = Field(3600.0, ge=1, le=86400 * 7, description="How often the gateway enforces it")
+
+
 class Settings(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
@@ -148,13 +170,18 @@ class Settings(_Strict):
     )
     gates: GateConfig = Field(default_factory=GateConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
-
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     def price_table(self) -> PriceTable:
         return PriceTable({m: Price(p.input, p.output) for m, p in self.prices.items()})
 
     def upstream_for(self, model: str) -> UpstreamConfig | None:
         return next((u for u in self.upstreams if u.serves(model)), None)
+
+    def open_store(self, database: str | None = None) -> Store:
+        """The store (`database`, else this file's), with the data key from the environment or [encryption]."""
+        return open_store(self.database if database is None else database, key_file=self.encryption.key_file)
 
     def resolved_spool_dir(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else protege_home() / "spool"

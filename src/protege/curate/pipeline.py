@@ -7,6 +7,9 @@ every kept call is scrubbed before anything is written, so no dataset carries ra
     <task_id>/train.jsonl            one scrubbed call per line: {"id", "ts", "task_id", "request", "response"}
     <task_id>/test.jsonl
     _unassigned/...                  calls no task claimed (only with include_unassigned=True)
+
+Each folder written is recorded in `$PROTEGE_HOME/curated.json` (curate/exports.py), so that deleting
+a call (`protege forget`, retention) deletes its curated copies too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import orjson
 
+from protege.curate.exports import register_export
 from protege.curate.filters import FilterReport, filter_calls
 from protege.curate.scrub import Scrubber
 from protege.curate.splits import Split, split_by_task
@@ -93,4 +97,5 @@ def curate_calls(
                                               "response": r.response}) + b"\n")
         result.out_dir = out
         (out / "report.json").write_bytes(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
+        register_export(out)  # `protege forget` and retention find the copies here
     return result

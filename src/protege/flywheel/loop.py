@@ -137,6 +137,9 @@ def _trained_calls(folder: str | None) -> int:
 
 
 def _needs_training(store: Store, task_id: str, calls: int, growth: float) -> str | None:
+    latest = store.decisions(task_id, limit=1)
+    if latest and latest[0].action == "retrain":  # `protege forget` deleted calls its specialists may have learnt
+        return f"retrain: {latest[0].reason}"
     route = store.routes().get(task_id)
     if route is None or not route.specialist:
         held = store.decisions(task_id, limit=1)

@@ -33,8 +33,9 @@ from protege.gateway.metrics import GatewayMetrics
 from protege.openai_format import SSEEvents, error_body, iter_sse_data, reassemble_chat_stream
 from protege.pricing import local_cost
 from protege.records import CallRecord, call_scope, fill_derived_fields, new_call_id, workload_of
+from protege.retention import enforce_retention
 from protege.route.router import RouteDecision, Router
-from protege.store import CallFilter, Store, open_store
+from protege.store import CallFilter, Store
 from protege.store.spool import CallLog, unloggable
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Gateway:
     def __init__(self, settings: Settings, store: Store | None = None, local_models: Any = None):
         self.settings = settings
         self.prices = settings.price_table()
-        self.store = store or open_store(settings.database)
+        self.store = store or settings.open_store()
         self.call_log = CallLog(self.store, settings.resolved_spool_dir())
         self.keys = KeyRing(self.store, settings.routing.refresh_s, open_mode=settings.gateway.open_mode)
         self.metrics = GatewayMetrics(self.call_log)
@@ -77,6 +78,7 @@ class Gateway:
         self.scrubber = ingest_scrubber(settings.scrub_at_ingest)
         self.session: aiohttp.ClientSession | None = None
         self.router: Router | None = None
+        self.retention_task: asyncio.Task | None = None
         if local_models is not None:
             self.router = Router(self.store, local_models, settings)
 
@@ -98,9 +100,26 @@ class Gateway:
             log.warning("No upstream configured: only local models can answer. Use --upstream URL or protege.toml.")
         if self.router is not None:
             await run_in_threadpool(self.router.start)
+        if self.settings.retention.days is not None:
+            self.retention_task = asyncio.create_task(self._enforce_retention())
+
+    async def _enforce_retention(self) -> None:
+        """Delete calls older than [retention] days now and every interval_s (several workers may each do it:
+        the deletes are idempotent)."""
+        r = self.settings.retention
+        while True:
+            try:
+                await run_in_threadpool(enforce_retention, self.store, r.days)
+            except Exception:  # a locked or failing database: try again next time, never stop serving
+                log.exception("Enforcing [retention] days = %g failed; retrying in %g s", r.days, r.interval_s)
+            await asyncio.sleep(r.interval_s)
 
     async def stop(self) -> None:
         self.keys.stop()
+        if self.retention_task is not None:
+            self.retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.retention_task
         if self.router is not None:
             await run_in_threadpool(self.router.stop)
         if self.session:

@@ -12,8 +12,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protege.records import CallRecord
+
+if TYPE_CHECKING:
+    from protege.store.crypto import DataCipher
 
 ROLES = ("client", "admin")
 MODES = ("off", "shadow", "canary", "on")
@@ -70,7 +74,8 @@ class Decision:
 
     task_id: str
     action: str
-    """"promote", "hold", "demote" or "set"."""
+    """"promote", "hold", "demote", "set", or "retrain" (`protege forget` deleted calls its specialists may have
+    learnt from; the mode is unchanged and the flywheel retrains the task)."""
     mode_from: str | None
     mode_to: str
     reason: str
@@ -114,7 +119,13 @@ class CallFilter:
 
 
 class Store(ABC):
-    """Persistent log of calls plus the gateway's API keys."""
+    """Persistent log of calls plus the gateway's API keys.
+
+    `cipher` (see store/crypto.py) seals the fields that can hold prompt text; a backend passes every
+    such field through `crypto.seal_text` / `open_text` in its row mapping, records the key ids it sealed
+    with, and refuses to open (`crypto.check_keys`) when those keys are not all at hand."""
+
+    cipher: DataCipher | None = None
 
     @abstractmethod
     def add_calls(self, records: Iterable[CallRecord]) -> int:
@@ -131,6 +142,21 @@ class Store(ABC):
     @abstractmethod
     def stats(self, flt: CallFilter | None = None) -> dict:
         """Totals and per-workload / per-model / per-task breakdowns (see docs/cli.md for the shape)."""
+
+    @abstractmethod
+    def delete_calls(self, ids: Iterable[str]) -> int:
+        """Delete these calls and their shadow results, leaving no copy in the database's files where the backend
+        can help it; returns how many calls were deleted."""
+
+    @abstractmethod
+    def delete_calls_before(self, ts: float) -> int:
+        """Delete every call (and its shadow result) that started before `ts` (retention); returns how many."""
+
+    @abstractmethod
+    def reseal_calls(self, batch: int = 500) -> dict:
+        """Re-seal every sealed or plaintext field with the current key (`protege keys rotate-data`), then forget the
+        old key ids unless a writer still sealed rows with one meanwhile; returns {"calls": n, "shadow_results": n,
+        "key_id": current, "retired": [old ids], "not_resealed": rows still under another key (run it again)}."""
 
     @abstractmethod
     def set_task_ids(self, mapping: dict[str, str | None]) -> None: ...
@@ -180,11 +206,12 @@ class Store(ABC):
         self.close()
 
 
-STORES: dict[str, Callable[[str], Store]] = {}
-"""Store factories by URL scheme; each takes the full URL or path."""
+STORES: dict[str, Callable[..., Store]] = {}
+"""Store factories by URL scheme; each takes the full URL or path, and `cipher=` (a DataCipher or None)."""
+FROM_ENVIRONMENT = "environment"
 
 
-def register_store(scheme: str, factory: Callable[[str], Store]) -> None:
+def register_store(scheme: str, factory: Callable[..., Store]) -> None:
     STORES[scheme] = factory
 
 
@@ -192,11 +219,19 @@ def default_store_url() -> str:
     return os.environ.get("PROTEGE_DATABASE_URL") or str(protege_home() / "protege.db")
 
 
-def open_store(url: str | os.PathLike | None = None) -> Store:
-    """Open the store at `url`: a SQLite path (default `$PROTEGE_HOME/protege.db`) or `scheme://...`."""
+def open_store(url: str | os.PathLike | None = None, cipher: DataCipher | None | str = FROM_ENVIRONMENT,
+               key_file: str | os.PathLike | None = None) -> Store:
+    """Open the store at `url`: a SQLite path (default `$PROTEGE_HOME/protege.db`) or `scheme://...`.
+
+    `cipher`: the data cipher; by default read from the environment, `key_file` or `$PROTEGE_HOME/data.key`
+    (store/crypto.py), so encryption is on wherever its key is."""
     url = str(url) if url is not None else default_store_url()
     scheme = url.split("://", 1)[0] if "://" in url else "sqlite"
     if scheme not in STORES:
         known = ", ".join(sorted(STORES))
         raise ValueError(f"Unknown store URL scheme {scheme!r} in {url!r}; known schemes: {known}.")
-    return STORES[scheme](url)
+    if isinstance(cipher, str):
+        from protege.store.crypto import load_cipher
+
+        cipher = load_cipher(key_file)
+    return STORES[scheme](url, cipher=cipher)

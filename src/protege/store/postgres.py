@@ -10,6 +10,9 @@ Selected by a `postgresql://user:password@host:port/dbname` URL (`--database`, `
   byte-wise, `COLLATE "C"`, NULL names first as in SQLite) and the same `stats()` shape.
 * `add_calls` inserts a whole batch in one statement (column arrays through `unnest`), skipping ids already stored,
   so the spool may deliver a batch twice after a crash and every call is still stored once.
+* Encryption at rest works as in SQLite (the shared row mapping seals and opens; store/crypto.py); `stats()` groups
+  the caller's task label in memory then, since it lives in the sealed metadata. Deleted rows stay in the table's
+  files until VACUUM reuses their space (sealed, when encryption is on); SQLite overwrites them at once.
 * Text cannot hold NUL characters in PostgreSQL: they are replaced by U+FFFD in the queried columns (the JSON
   bodies never contain one; orjson escapes it).
 """
@@ -35,7 +38,8 @@ from protege.store.base import (
     redact_credentials,
     register_store,
 )
-from protege.store.sqlite import COLUMNS, _clean, _record, _row, _where
+from protege.store.crypto import PREFIX, DataCipher, DataKeyError, check_keys, missing_key_message, open_text, seal_text
+from protege.store.sqlite import CALL_SEALED, COLUMNS, SHADOW_SEALED, _clean, _record, _row, _where
 
 POOL_SIZE = 4
 """Connections per process: the spool's writer, the key and route refreshers and the admin routes."""
@@ -120,6 +124,10 @@ MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
         )""",
         "CREATE INDEX shadow_task_ts ON shadow_results(task_id, ts)",
     )),
+    # The ids (never the keys) of the data keys that sealed rows (store/crypto.py; as in SQLite's m005).
+    ("m005_data_keys", (
+        'CREATE TABLE data_keys (key_id TEXT COLLATE "C" PRIMARY KEY, first_used_ts DOUBLE PRECISION NOT NULL)',
+    )),
 ]
 
 ARRAY_TYPES = {"ts": "float8", "stream": "bool", "has_tools": "bool", "prompt_tokens": "int8",
@@ -167,16 +175,18 @@ def apply_migrations(conn: Any, upto: str | None = None) -> list[str]:
 class PostgresStore(Store):
     """A PostgreSQL database shared by every process that opens the same URL; a small pool per process."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
+    def __init__(self, url: str, *, cipher: DataCipher | None = None, pool_size: int = POOL_SIZE):
         psycopg = _psycopg()
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
         self.url = url
+        self.cipher = cipher
         shown = redact_credentials(url)
         try:
             with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
                 self.migrations_applied = apply_migrations(conn)
+                self._check_data_keys(conn)
         except psycopg.Error as e:
             raise RuntimeError(
                 f"Cannot open the PostgreSQL database {shown}: {str(e).strip() or type(e).__name__}. Check that the "
@@ -190,9 +200,16 @@ class PostgresStore(Store):
     def _conn(self):
         return self.pool.connection()
 
+    def _check_data_keys(self, conn: Any) -> None:
+        """As SQLite's: refuse to open without the keys that sealed rows; record the current key's id."""
+        check_keys({r[0] for r in conn.execute("SELECT key_id FROM data_keys")}, self.cipher)
+        if self.cipher is not None:
+            conn.execute("INSERT INTO data_keys VALUES (%s, %s) ON CONFLICT (key_id) DO NOTHING",
+                         (self.cipher.key_id, time.time()))
+
     # -- calls ----------------------------------------------------------------------------------
     def add_calls(self, records: Iterable[CallRecord]) -> int:
-        rows = [_row(r) for r in records]
+        rows = [_row(r, self.cipher) for r in records]
         if not rows:
             return 0
         columns = [list(col) for col in zip(*rows)]
@@ -205,7 +222,7 @@ class PostgresStore(Store):
     def get_call(self, call_id: str) -> CallRecord | None:
         with self._conn() as conn:
             row = conn.execute("SELECT * FROM calls WHERE id = %s", (_text(call_id),)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else _record(row, self.cipher)
 
     def iter_calls(
         self, flt: CallFilter | None = None, *, limit: int | None = None, newest_first: bool = False
@@ -219,7 +236,7 @@ class PostgresStore(Store):
             cur.itersize = 500
             cur.execute(sql, args)
             for row in cur:
-                yield _record(row)
+                yield _record(row, self.cipher)
 
     def stats(self, flt: CallFilter | None = None) -> dict:
         where, args = _where(_clean_filter(flt), "%s")
@@ -240,11 +257,79 @@ class PostgresStore(Store):
         }
         with self._conn() as conn:
             out = {"total": _clean(conn.execute(f"SELECT {agg} FROM calls{where}", args).fetchone())}
+            if self.cipher is not None:  # the label is inside the sealed metadata: grouped here, not in SQL
+                del groups["by_task_label"]
+                out["by_task_label"] = self._label_groups(conn, where, args)
             for key, expr in groups.items():
                 rows = conn.execute(f'SELECT ({expr}) COLLATE "C" AS name, {agg} FROM calls{where} GROUP BY 1 '
                                     "ORDER BY calls DESC, 1 NULLS FIRST", args).fetchall()
                 out[key] = [_clean(r) for r in rows]
-        return out
+        return {k: out[k] for k in ("total", "by_workload", "by_model", "by_task_label", "by_task", "by_served_by")}
+
+    def _label_groups(self, conn: Any, where: str, args: list) -> list[dict]:
+        """`stats()`' by_task_label, computed in memory from the opened metadata (same fields and order as SQL)."""
+        groups: dict[str | None, dict] = {}
+        sql = ("SELECT id, metadata_json, status, error, prompt_tokens, completion_tokens, cost_usd, latency_ms "
+               f"FROM calls{where}")
+        for r in conn.execute(sql, args):
+            label = orjson.loads(open_text(self.cipher, r["metadata_json"], r["id"], "metadata")).get("task")
+            name = label if label is None or isinstance(label, str) else orjson.dumps(label).decode()
+            g = groups.setdefault(name, {"name": name, "calls": 0, "errors": 0, "prompt_tokens": 0,
+                                         "completion_tokens": 0, "cost_usd": 0.0, "calls_unknown_cost": 0,
+                                         "latencies": []})
+            g["calls"] += 1
+            g["errors"] += r["status"] != 200 or r["error"] is not None
+            g["prompt_tokens"] += r["prompt_tokens"] or 0
+            g["completion_tokens"] += r["completion_tokens"] or 0
+            g["cost_usd"] += r["cost_usd"] or 0.0
+            g["calls_unknown_cost"] += r["cost_usd"] is None
+            if r["latency_ms"] is not None:
+                g["latencies"].append(r["latency_ms"])
+        out = []
+        for g in groups.values():
+            lat = g.pop("latencies")
+            out.append(_clean(g | {"mean_latency_ms": sum(lat) / len(lat) if lat else None}))
+        return sorted(out, key=lambda g: (-g["calls"], g["name"] is not None, g["name"] or ""))
+
+    def delete_calls(self, ids: Iterable[str]) -> int:
+        ids = [_text(i) for i in ids]
+        with self._conn() as conn:
+            conn.execute("DELETE FROM shadow_results WHERE call_id = ANY(%s)", (ids,))
+            return conn.execute("DELETE FROM calls WHERE id = ANY(%s)", (ids,)).rowcount
+
+    def delete_calls_before(self, ts: float) -> int:
+        with self._conn() as conn:
+            conn.execute("DELETE FROM shadow_results WHERE call_id IN (SELECT id FROM calls WHERE ts < %s)", (ts,))
+            return conn.execute("DELETE FROM calls WHERE ts < %s", (ts,)).rowcount
+
+    def reseal_calls(self, batch: int = 500) -> dict:
+        if self.cipher is None:
+            raise DataKeyError(missing_key_message())
+        counts = {}
+        for table, key, columns in (("calls", "id", CALL_SEALED), ("shadow_results", "call_id", SHADOW_SEALED)):
+            done, last = 0, ""
+            while True:
+                with self._conn() as conn:
+                    rows = conn.execute(f"SELECT {key}, {', '.join(columns.values())} FROM {table} WHERE {key} > %s "
+                                        f"ORDER BY {key} LIMIT %s", (last, batch)).fetchall()
+                    if not rows:
+                        break
+                    updates = [tuple(seal_text(self.cipher, open_text(self.cipher, r[col], r[key], name), r[key], name)
+                                     for name, col in columns.items()) + (r[key],) for r in rows]
+                    sets = ", ".join(f"{col} = %s" for col in columns.values())
+                    with conn.cursor() as cur:
+                        cur.executemany(f"UPDATE {table} SET {sets} WHERE {key} = %s", updates)
+                done, last = done + len(rows), rows[-1][key]
+            counts[table] = done
+        prefix = f"{PREFIX}{self.cipher.key_id}:%"
+        with self._conn() as conn:
+            stale = conn.execute("SELECT (SELECT COUNT(*) FROM calls WHERE request_json NOT LIKE %s) + (SELECT COUNT(*) "
+                                 "FROM shadow_results WHERE answer_json NOT LIKE %s) AS n", (prefix, prefix)).fetchone()["n"]
+            retired = [] if stale else [r["key_id"] for r in conn.execute(
+                "SELECT key_id FROM data_keys WHERE key_id != %s", (self.cipher.key_id,))]
+            conn.execute("DELETE FROM data_keys WHERE key_id = ANY(%s)", (retired,))
+        return {"calls": counts["calls"], "shadow_results": counts["shadow_results"], "key_id": self.cipher.key_id,
+                "retired": retired, "not_resealed": stale}
 
     def set_task_ids(self, mapping: dict[str, str | None]) -> None:
         with self._conn() as conn, conn.cursor() as cur:
@@ -336,7 +421,8 @@ class PostgresStore(Store):
                 f"INSERT INTO shadow_results VALUES ({', '.join(['%s'] * len(columns))}) "
                 f"ON CONFLICT (call_id) DO UPDATE SET {updates}",
                 (_text(r.call_id), r.ts, _text(r.task_id), _text(r.specialist), bool(r.agree), r.score, bool(r.valid),
-                 r.confidence, r.latency_ms, None if r.answer is None else orjson.dumps(r.answer).decode()))
+                 r.confidence, r.latency_ms, seal_text(self.cipher, None if r.answer is None else
+                                                       orjson.dumps(r.answer).decode(), r.call_id, "shadow_answer")))
 
     def shadow_results(self, task_id: str | None = None, since: float | None = None) -> list[ShadowResult]:
         clauses, args = [], []
@@ -350,7 +436,7 @@ class PostgresStore(Store):
             rows = conn.execute(f"SELECT * FROM shadow_results{where} ORDER BY ts, call_id", args).fetchall()
         out = []
         for r in rows:
-            answer = r.pop("answer_json")
+            answer = open_text(self.cipher, r.pop("answer_json"), r["call_id"], "shadow_answer")
             out.append(ShadowResult(**r | {"answer": None if answer is None else orjson.loads(answer)}))
         return out
 

@@ -24,6 +24,7 @@ import orjson
 
 from protege.records import CallRecord
 from protege.store.base import Store
+from protege.store.crypto import DataCipher, opened_record, sealed_record
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _is_alive(pid: int) -> bool:
     return True
 
 
-def _read_complete_lines(path: Path, offset: int = 0) -> tuple[list[CallRecord], int]:
+def _read_complete_lines(path: Path, offset: int = 0, cipher: DataCipher | None = None) -> tuple[list[CallRecord], int]:
     """Records from the complete lines of `path` after `offset`, and the offset after the last one."""
     with open(path, "rb") as f:
         f.seek(offset)
@@ -52,7 +53,7 @@ def _read_complete_lines(path: Path, offset: int = 0) -> tuple[list[CallRecord],
     records = []
     for line in data[:end].splitlines():
         try:
-            records.append(CallRecord.from_dict(orjson.loads(line)))
+            records.append(CallRecord.from_dict(opened_record(cipher, orjson.loads(line))))
         except (orjson.JSONDecodeError, TypeError) as e:  # a torn write from a crash mid-line
             log.error("Skipping an unreadable spool line in %s: %s", path, e)
     return records, offset + end
@@ -76,6 +77,7 @@ class CallLog:
 
     def __init__(self, store: Store, spool_dir: str | os.PathLike, *, segment_bytes: int = SEGMENT_BYTES):
         self.store = store
+        self.cipher = store.cipher  # the spool is sealed with the store's key: nothing reaches the disk in plaintext
         self.spool_dir = Path(spool_dir)
         self.segment_bytes = segment_bytes
         try:
@@ -105,11 +107,11 @@ class CallLog:
     def log(self, record: CallRecord) -> None:
         """Make `record` durable and queue it for the store. Never raises."""
         try:
-            line = orjson.dumps(record) + b"\n"
+            line = self._line(record)
         except (orjson.JSONEncodeError, TypeError) as e:  # e.g. an upstream answer nested past orjson's limit
             log.error("Call %s cannot be serialised (%s); logging a placeholder instead.", record.id, e)
             record = unloggable(record, e)
-            line = orjson.dumps(record) + b"\n"
+            line = self._line(record)
         with self._lock:
             try:
                 self._append(line)
@@ -130,6 +132,9 @@ class CallLog:
             self.logged += 1
         if not self._wake.is_set():  # setting an Event takes a lock and notifies: skip it when already set
             self._wake.set()
+
+    def _line(self, record: CallRecord) -> bytes:
+        return orjson.dumps(sealed_record(self.cipher, record)) + b"\n"
 
     def _append(self, line: bytes) -> None:
         """Append `line` whole or not at all. A short write (the disk filled up mid-line) is retried for the
@@ -186,7 +191,7 @@ class CallLog:
                 self._storing_unspooled = False
         for i, path in enumerate(segments):
             is_open = i == len(segments) - 1
-            records, end = _read_complete_lines(path, self._read_offset)
+            records, end = _read_complete_lines(path, self._read_offset, self.cipher)
             if records:
                 self.stored += self.store.add_calls(records)
             self._read_offset = end
@@ -204,7 +209,7 @@ class CallLog:
             pid = int(path.name.split("-", 1)[0]) if path.name.split("-", 1)[0].isdigit() else 0
             if pid == os.getpid() or (pid and _is_alive(pid)):
                 continue
-            records, _ = _read_complete_lines(path)
+            records, _ = _read_complete_lines(path, cipher=self.store.cipher)
             if records:
                 replayed += len(records)
                 self.store.add_calls(records)  # INSERT OR IGNORE: a second recovery is harmless
@@ -257,7 +262,7 @@ class CallLog:
                 return
             lost = []
             for record in self._unspooled:  # a last try: the disk may have room again
-                line = orjson.dumps(record) + b"\n"
+                line = self._line(record)
                 try:
                     self._append(line)
                     self._written += len(line)

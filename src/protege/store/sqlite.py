@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -12,6 +13,9 @@ import orjson
 
 from protege.records import CallRecord
 from protege.store.base import MODES, ApiKey, CallFilter, Decision, Route, ShadowResult, Store, register_store
+from protege.store.crypto import PREFIX, DataCipher, DataKeyError, check_keys, missing_key_message, open_text, seal_text
+
+log = logging.getLogger(__name__)
 
 # Each migration runs once, in order, inside a transaction, and is recorded in `_migrations`.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
@@ -115,6 +119,13 @@ def m004_routes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX shadow_task_ts ON shadow_results(task_id, ts)")
 
 
+@migration
+def m005_data_keys(db: sqlite3.Connection) -> None:
+    # The ids (never the keys) of the data keys that sealed rows: a store opened without them refuses to start
+    # rather than write new calls in plaintext next to sealed ones.
+    db.execute("CREATE TABLE data_keys (key_id TEXT PRIMARY KEY, first_used_ts REAL NOT NULL)")
+
+
 def apply_migrations(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
     """Run the migrations not yet recorded (stopping after `upto` if given); returns those run. Each runs in a
     write transaction that re-checks it is still due, so processes opening a new file together apply it once."""
@@ -143,25 +154,33 @@ COLUMNS = (
     "prompt_tokens completion_tokens cost_usd latency_ms ttft_ms status error "
     "request_json response_json metadata_json task_id"
 ).split()
+CALL_SEALED = {"error": "error", "request": "request_json", "response": "response_json", "metadata": "metadata_json"}
+"""Sealed fields of `calls` → their columns (the names are the associated data, shared with the spool)."""
+SHADOW_SEALED = {"shadow_answer": "answer_json"}
 _INSERT = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-def _row(r: CallRecord) -> tuple:
+def _row(r: CallRecord, cipher: DataCipher | None) -> tuple:
+    def seal(text: str | None, name: str) -> str | None:
+        return seal_text(cipher, text, r.id, name)
+
     return (
         r.id, r.ts, r.source, r.workload, r.client, r.requested_model, r.upstream_model, r.served_by,
         int(r.stream), int(r.has_tools), r.prompt_tokens, r.completion_tokens, r.cost_usd,
-        r.latency_ms, r.ttft_ms, r.status, r.error, orjson.dumps(r.request).decode(),
-        None if r.response is None else orjson.dumps(r.response).decode(),
-        orjson.dumps(r.metadata).decode(), r.task_id,
+        r.latency_ms, r.ttft_ms, r.status, seal(r.error, "error"), seal(orjson.dumps(r.request).decode(), "request"),
+        seal(None if r.response is None else orjson.dumps(r.response).decode(), "response"),
+        seal(orjson.dumps(r.metadata).decode(), "metadata"), r.task_id,
     )  # fmt: skip
 
 
-def _record(row: sqlite3.Row) -> CallRecord:
+def _record(row: sqlite3.Row, cipher: DataCipher | None) -> CallRecord:
     d = dict(row)
-    d["request"] = orjson.loads(d.pop("request_json"))
-    resp = d.pop("response_json")
+    cid = d["id"]
+    d["request"] = orjson.loads(open_text(cipher, d.pop("request_json"), cid, "request"))
+    resp = open_text(cipher, d.pop("response_json"), cid, "response")
     d["response"] = None if resp is None else orjson.loads(resp)
-    d["metadata"] = orjson.loads(d.pop("metadata_json"))
+    d["metadata"] = orjson.loads(open_text(cipher, d.pop("metadata_json"), cid, "metadata"))
+    d["error"] = open_text(cipher, d["error"], cid, "error")
     d["stream"], d["has_tools"] = bool(d["stream"]), bool(d["has_tools"])
     return CallRecord.from_dict(d)
 
@@ -188,8 +207,9 @@ def _where(flt: CallFilter | None, placeholder: str = "?") -> tuple[str, list]:
 class SQLiteStore(Store):
     """A SQLite file in WAL mode, safe to share between threads and processes."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, cipher: DataCipher | None = None):
         path = str(path).removeprefix("sqlite://")
+        self.cipher = cipher
         self.path = Path(path)
         try:
             if str(path) != ":memory:":
@@ -203,17 +223,38 @@ class SQLiteStore(Store):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.execute("PRAGMA secure_delete=ON")  # deleted and re-sealed rows are overwritten, not left in free pages
             self.db.isolation_level = ""  # back to implicit transactions for `with self.db:`
             self.migrations_applied = apply_migrations(self.db)
+            self._check_data_keys()
         except sqlite3.DatabaseError as e:
             raise RuntimeError(
                 f"Cannot open the protege database at {self.path}: {e}. If the file is corrupt, move it "
                 f"aside (mv {self.path} {self.path}.bad) and re-import your logs with `protege import`."
             ) from e
+        except DataKeyError:
+            self.db.close()
+            raise
+        self.db.create_function("protege_task_label", 2, self._task_label, deterministic=True)
         self._lock = threading.Lock()
 
+    def _check_data_keys(self) -> None:
+        required = {row[0] for row in self.db.execute("SELECT key_id FROM data_keys")}
+        check_keys(required, self.cipher)
+        if self.cipher is not None and self.cipher.key_id not in required:
+            if not required and self.db.execute("SELECT 1 FROM calls LIMIT 1").fetchone():
+                log.warning("Encryption at rest is now on for %s; the calls logged before stay in plaintext until "
+                            "`protege keys rotate-data` seals them.", self.path)
+            with self.db:
+                self.db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?)", (self.cipher.key_id, time.time()))
+
+    def _task_label(self, call_id: str, metadata_json: str) -> str | None:
+        """The caller's `metadata.task` label, for stats (SQL cannot read inside a sealed value)."""
+        label = orjson.loads(open_text(self.cipher, metadata_json, call_id, "metadata")).get("task")
+        return label if label is None or isinstance(label, (str, int, float)) else str(label)
+
     def add_calls(self, records: Iterable[CallRecord]) -> int:
-        rows = [_row(r) for r in records]
+        rows = [_row(r, self.cipher) for r in records]
         with self._lock, self.db:
             before = self.db.total_changes
             self.db.executemany(_INSERT, rows)
@@ -222,7 +263,7 @@ class SQLiteStore(Store):
     def get_call(self, call_id: str) -> CallRecord | None:
         with self._lock:
             row = self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else _record(row, self.cipher)
 
     def iter_calls(
         self, flt: CallFilter | None = None, *, limit: int | None = None, newest_first: bool = False
@@ -236,7 +277,7 @@ class SQLiteStore(Store):
         reader.row_factory = sqlite3.Row
         try:
             for row in reader.execute(sql, args):
-                yield _record(row)
+                yield _record(row, self.cipher)
         finally:
             if reader is not self.db:
                 reader.close()
@@ -253,7 +294,9 @@ class SQLiteStore(Store):
         groups = {
             "by_workload": "workload",
             "by_model": "requested_model",
-            "by_task_label": "json_extract(metadata_json, '$.task')",
+            # inside a sealed value only Python can read it; plaintext stays in SQL
+            "by_task_label": ("protege_task_label(id, metadata_json)" if self.cipher is not None
+                              else "json_extract(metadata_json, '$.task')"),
             "by_task": "task_id",
             "by_served_by": "served_by",
         }
@@ -266,6 +309,60 @@ class SQLiteStore(Store):
                 ).fetchall()
                 out[key] = [_clean(dict(r)) for r in rows]
         return out
+
+    def delete_calls(self, ids: Iterable[str]) -> int:
+        ids = [(i,) for i in ids]
+        with self._lock, self.db:
+            before = self.db.total_changes
+            self.db.executemany("DELETE FROM calls WHERE id = ?", ids)
+            deleted = self.db.total_changes - before
+            self.db.executemany("DELETE FROM shadow_results WHERE call_id = ?", ids)
+        self._checkpoint()
+        return deleted
+
+    def delete_calls_before(self, ts: float) -> int:
+        with self._lock, self.db:
+            self.db.execute("DELETE FROM shadow_results WHERE call_id IN (SELECT id FROM calls WHERE ts < ?)", (ts,))
+            deleted = self.db.execute("DELETE FROM calls WHERE ts < ?", (ts,)).rowcount
+        if deleted:
+            self._checkpoint()
+        return deleted
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file and empty it, so deleted rows survive in neither (a reader that
+        holds an old snapshot can delay this until the next checkpoint)."""
+        with self._lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def reseal_calls(self, batch: int = 500) -> dict:
+        if self.cipher is None:
+            raise DataKeyError(missing_key_message())
+        counts = {}
+        for table, key, columns in (("calls", "id", CALL_SEALED), ("shadow_results", "call_id", SHADOW_SEALED)):
+            done, last = 0, ""
+            while True:
+                with self._lock:
+                    rows = self.db.execute(f"SELECT {key}, {', '.join(columns.values())} FROM {table} WHERE {key} > ? "
+                                           f"ORDER BY {key} LIMIT ?", (last, batch)).fetchall()
+                if not rows:
+                    break
+                updates = [tuple(seal_text(self.cipher, open_text(self.cipher, row[i + 1], row[0], name), row[0], name)
+                                 for i, name in enumerate(columns)) + (row[0],) for row in rows]
+                sets = ", ".join(f"{column} = ?" for column in columns.values())
+                with self._lock, self.db:
+                    self.db.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", updates)
+                done, last = done + len(rows), rows[-1][0]
+            counts[table] = done
+        prefix = f"{PREFIX}{self.cipher.key_id}:%"
+        with self._lock, self.db:
+            stale = self.db.execute("SELECT (SELECT COUNT(*) FROM calls WHERE request_json NOT LIKE ?) + (SELECT COUNT(*) "
+                                    "FROM shadow_results WHERE answer_json NOT LIKE ?)", (prefix, prefix)).fetchone()[0]
+            retired = [] if stale else [r[0] for r in self.db.execute(
+                "SELECT key_id FROM data_keys WHERE key_id != ?", (self.cipher.key_id,))]
+            self.db.executemany("DELETE FROM data_keys WHERE key_id = ?", [(k,) for k in retired])
+        self._checkpoint()
+        return {"calls": counts["calls"], "shadow_results": counts["shadow_results"], "key_id": self.cipher.key_id,
+                "retired": retired, "not_resealed": stale}
 
     def set_task_ids(self, mapping: dict[str, str | None]) -> None:
         with self._lock, self.db:
@@ -344,9 +441,10 @@ class SQLiteStore(Store):
     def add_shadow_result(self, r: ShadowResult) -> None:
         r.ts = r.ts or time.time()
         with self._lock, self.db:
+            answer = None if r.answer is None else orjson.dumps(r.answer).decode()
             self.db.execute("INSERT OR REPLACE INTO shadow_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (r.call_id, r.ts, r.task_id, r.specialist, int(r.agree), r.score, int(r.valid),
-                             r.confidence, r.latency_ms, None if r.answer is None else orjson.dumps(r.answer).decode()))
+                             r.confidence, r.latency_ms, seal_text(self.cipher, answer, r.call_id, "shadow_answer")))
 
     def shadow_results(self, task_id: str | None = None, since: float | None = None) -> list[ShadowResult]:
         clauses, args = [], []
@@ -361,7 +459,7 @@ class SQLiteStore(Store):
         out = []
         for r in rows:
             d = dict(r)
-            answer = d.pop("answer_json")
+            answer = open_text(self.cipher, d.pop("answer_json"), d["call_id"], "shadow_answer")
             out.append(ShadowResult(**d | {"agree": bool(d["agree"]), "valid": bool(d["valid"]),
                                            "answer": None if answer is None else orjson.loads(answer)}))
         return out
