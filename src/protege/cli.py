@@ -107,7 +107,7 @@ def serve(
     if local:
         from protege.models.serving import LocalModelPool
 
-        local_models = LocalModelPool()
+        local_models = LocalModelPool(llama_options=settings.serving.runtime_options())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     err.print(f"protege gateway on http://{g.host}:{g.port}/v1  (upstreams: "
               f"{', '.join(f'{u.name}={u.display_url}' for u in settings.upstreams) or 'none'})")

@@ -29,6 +29,12 @@ Example `protege.toml`::
 
     [routing]
     local_usd_per_hour = 0.10          # what the machine serving specialists costs
+    max_queue_wait_s = 1.0             # longer wait for a specialist's decode slot: the LLM answers
+
+    [serving]                          # local models (`protege serve --local`)
+    parallel = 8                       # requests a llama.cpp model decodes together
+    max_queue = 64                     # more waiting than this: 429 with Retry-After
+    context_tokens = 2048              # prompt + answer of one request
 """
 
 from __future__ import annotations
@@ -143,6 +149,24 @@ class RoutingConfig(_Strict):
     refresh_s: float = Field(2.0, gt=0, description="How often the gateway re-reads routes and the task catalog")
     human_facing_header: str = Field("x-protege-human-facing", description="Requests with this header set to "
                                      "true (or metadata.human_facing) always go to the LLM")
+    max_queue_wait_s: float = Field(1.0, ge=0, description="A specialist whose local model would make the call wait "
+                                    "longer than this for a decode slot is skipped: the LLM answers "
+                                    "(`x-protege-fallback: queue`)")
+
+
+class ServingConfig(_Strict):
+    """How the gateway serves local models and specialists (`protege serve --local`)."""
+
+    parallel: int = Field(8, ge=1, le=256, description="Requests one llama.cpp base model decodes together "
+                          "(batched decoding, one batch per step); 1 answers one request at a time")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a decode slot of one local model; "
+                           "one more is answered 429 with Retry-After")
+    context_tokens: int = Field(2048, ge=256, le=131072, description="Context of one request (prompt + answer) on a "
+                                "llama.cpp model; its KV cache takes parallel x this many tokens of memory")
+
+    def runtime_options(self) -> dict:
+        """The options `LocalModelPool` passes to its llama.cpp runtimes."""
+        return {"parallel": self.parallel, "max_queue": self.max_queue, "n_ctx": self.context_tokens}
 
 
 class Settings(_Strict):
@@ -156,6 +180,7 @@ class Settings(_Strict):
     )
     gates: GateConfig = Field(default_factory=GateConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
     def price_table(self) -> PriceTable:

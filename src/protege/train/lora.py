@@ -23,6 +23,9 @@ class LoraResponder(Responder):
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
         return self.runtime.complete_scored(request)
 
+    def queue_wait_s(self) -> float:
+        return self.runtime.estimated_wait_s()
+
 
 class LoraKind(SpecialistKind):
     name = "lora"
