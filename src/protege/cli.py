@@ -107,7 +107,14 @@ def serve(
     if local:
         from protege.models.serving import LocalModelPool
 
-        local_models = LocalModelPool(llama_options=settings.serving.runtime_options())
+        serving = settings.serving
+        if serving.backend == "vllm":
+            from protege.models.engine import EnginePool
+
+            local_models = EnginePool(serving.engine_url, serving.engine_base, serving.engine_model,
+                                      os.environ.get(serving.engine_api_key_env) if serving.engine_api_key_env else None)
+        else:
+            local_models = LocalModelPool(llama_options=serving.runtime_options())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     err.print(f"protege gateway on http://{g.host}:{g.port}/v1  (upstreams: "
               f"{', '.join(f'{u.name}={u.display_url}' for u in settings.upstreams) or 'none'})")

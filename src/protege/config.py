@@ -44,8 +44,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protege.pricing import LOCAL_USD_PER_HOUR, Price, PriceTable
 from protege.store.base import protege_home
@@ -163,6 +164,20 @@ class ServingConfig(_Strict):
                            "one more is answered 429 with Retry-After")
     context_tokens: int = Field(2048, ge=256, le=131072, description="Context of one request (prompt + answer) on a "
                                 "llama.cpp model; its KV cache takes parallel x this many tokens of memory")
+    backend: Literal["llama.cpp", "vllm"] = Field("llama.cpp", description="Who decodes specialists: llama.cpp in "
+                                                  "the gateway's process, or one vLLM server with multi-LoRA (GPU)")
+    engine_url: str | None = Field(None, description="With backend = \"vllm\": the server's base URL including /v1")
+    engine_base: str = Field("smollm2-135m", description="With backend = \"vllm\": the catalog name of the base "
+                             "model the server runs (specialists of other bases go to the LLM)")
+    engine_model: str | None = Field(None, description="The server's own name for the base model (default: "
+                                     "engine_base)")
+    engine_api_key_env: str = Field("", description="Environment variable with the server's API key ('' for none)")
+
+    @model_validator(mode="after")
+    def _engine_needs_a_url(self) -> "ServingConfig":
+        if self.backend == "vllm" and not self.engine_url:
+            raise ValueError("backend = \"vllm\" needs engine_url, e.g. engine_url = \"http://127.0.0.1:8000/v1\"")
+        return self
 
     def runtime_options(self) -> dict:
         """The options `LocalModelPool` passes to its llama.cpp runtimes."""

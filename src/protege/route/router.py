@@ -182,6 +182,12 @@ class Router:
                 log.error("cannot serve the specialist of %s from %s (%s); its calls go to the LLM",
                           task_id, route.specialist, exc)
         self._state = _State(version, assigner, routes, specialists)
+        for task_id, gone in old.specialists.items():
+            if specialists.get(task_id) is not gone:  # demoted or replaced: its adapter is unloaded
+                try:
+                    gone.responder.release()
+                except Exception as exc:  # noqa: BLE001 - a failed unload must not stop routing
+                    log.warning("could not release the specialist of %s from %s: %s", task_id, gone.folder, exc)
         log.info("routes loaded: %s", {t: r.mode for t, r in routes.items()} or "none")
         return True
 

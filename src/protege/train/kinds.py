@@ -75,6 +75,9 @@ class Responder(ABC):
         """How long a request sent now would wait for this specialist's model (0: it answers at once)."""
         return 0.0
 
+    def release(self) -> None:
+        """The router stopped serving this specialist (demotion, replacement): free what it holds."""
+
 
 class SpecialistKind(ABC):
     """One rung of the ladder."""
