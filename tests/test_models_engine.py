@@ -149,4 +149,4 @@ def test_serving_settings_need_an_engine_url_for_vllm():
         Settings.model_validate({"serving": {"backend": "vllm"}})
     with pytest.raises(ValidationError):
         Settings.model_validate({"serving": {"backend": "sglang"}})
-    assert Settings().serving.runtime_options() == {"parallel": 8, "max_queue": 64, "n_ctx": 2048}
+    assert Settings().serving.runtime_options() == {"parallel": 1, "max_queue": 64, "n_ctx": 4096}

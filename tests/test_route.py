@@ -78,7 +78,8 @@ def test_live_stats_count_what_the_router_logged():
 
     records = [rec(1, fallback=False), rec(2, fallback=True, fallback_reason="low_confidence"),
                rec(3, fallback=True, fallback_reason="invalid_output"),
-               CallRecord(id="4", ts=4.0, request={}, metadata={"route": {"attempted": False}})]
+               CallRecord(id="4", ts=4.0, request={}, metadata={"route": {"attempted": False}}),
+               rec(8, fallback=True, fallback_reason="queue")]  # busy, not wrong: not counted against it
     shadows = [ShadowResult("5", "t", True, 1.0, True, confidence=0.9), ShadowResult("6", "t", False, 0.0, True, 0.3),
                ShadowResult("7", "t", False, 0.0, False, confidence=0.9)]
     stats = live_stats(records, shadows)

@@ -32,9 +32,9 @@ Example `protege.toml`::
     max_queue_wait_s = 1.0             # longer wait for a specialist's decode slot: the LLM answers
 
     [serving]                          # local models (`protege serve --local`)
-    parallel = 8                       # requests a llama.cpp model decodes together
+    parallel = 1                       # requests a llama.cpp model decodes together (batched if > 1)
     max_queue = 64                     # more waiting than this: 429 with Retry-After
-    context_tokens = 2048              # prompt + answer of one request
+    context_tokens = 4096              # prompt + answer of one request
 """
 
 from __future__ import annotations
@@ -158,11 +158,12 @@ class RoutingConfig(_Strict):
 class ServingConfig(_Strict):
     """How the gateway serves local models and specialists (`protege serve --local`)."""
 
-    parallel: int = Field(8, ge=1, le=256, description="Requests one llama.cpp base model decodes together "
-                          "(batched decoding, one batch per step); 1 answers one request at a time")
+    parallel: int = Field(1, ge=1, le=256, description="Requests one llama.cpp base model decodes together "
+                          "(batched decoding over one context per core); 1 answers one at a time on one context, "
+                          "reusing the previous prompt's prefix (faster on 2 cores: README, Benchmarks)")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a decode slot of one local model; "
                            "one more is answered 429 with Retry-After")
-    context_tokens: int = Field(2048, ge=256, le=131072, description="Context of one request (prompt + answer) on a "
+    context_tokens: int = Field(4096, ge=256, le=131072, description="Context of one request (prompt + answer) on a "
                                 "llama.cpp model; its KV cache takes parallel x this many tokens of memory")
     backend: Literal["llama.cpp", "vllm"] = Field("llama.cpp", description="Who decodes specialists: llama.cpp in "
                                                   "the gateway's process, or one vLLM server with multi-LoRA (GPU)")

@@ -7,11 +7,13 @@ every sequence's next token, and the prompt tokens of sequences just admitted, i
 `llama_decode` batch. It samples each sequence's next token from its own logits row, under its
 own llguidance grammar (`TokenConstraint`), and hands the decoded text to the request's thread
 through a queue, token by token, which is what streams. A sequence never attends to another's
-cells, so answers do not mix; greedy answers do not depend on what else is in the batch.
+cells, so answers do not mix. (Greedy answers can still differ in a near-tie token from one run to
+the next when requests share batches of other sizes: llama.cpp's kernels round differently.)
 
-Measured on 2 cores (bench/serving.py): batching beats a pool of contexts that split the
-threads, because small-model decoding is bound by reading weights once per step, not per
-sequence. Prompt prefixes are not shared between sequences (each request prefills its prompt).
+Each request prefills its whole prompt: unlike the single-context path (`parallel = 1`), no prompt
+prefix is reused from the previous call (an attempt that kept a slot's cells for the next
+request gave different greedy answers, so it was left out). bench/serving.py measures this
+design against a pool of contexts and the single context.
 """
 
 from __future__ import annotations
@@ -64,10 +66,12 @@ class _Sequence:
 
 
 class BatchedDecoder:
-    """Decodes up to `slots` sequences of one base model together, in its own thread."""
+    """Decodes up to `slots` sequences of one base model together, in its own thread (a model may have
+    several decoders, each its own context and threads: `LlamaCppRuntime` sends a request to the least busy)."""
 
     def __init__(self, runtime: "LlamaCppRuntime", slots: int, n_ctx: int, n_threads: int, n_batch: int,
-                 max_queue: int):
+                 queue: ServingQueue):
+        """`queue`: the admission shared by every decoder of the model."""
         lib = runtime._llama_cpp
         self.runtime, self.lib, self.n_ctx, self.n_batch = runtime, lib, n_ctx, max(n_batch, slots)
         params = lib.llama_context_default_params()
@@ -82,11 +86,13 @@ class BatchedDecoder:
                                         f"{runtime.model_id}; lower [serving] parallel or the context length")
         self.batch = lib.llama_batch_init(self.n_batch, 0, 1)
         self.memory = lib.llama_get_memory(self.ctx)
-        self.queue = ServingQueue(runtime.model_id, slots, max_queue)
+        self.queue = queue
         self._free = list(range(slots - 1, -1, -1))
         self._waiting: collections.deque[_Sequence] = collections.deque()
         self._active: list[_Sequence] = []
         self._cond = threading.Condition()
+        self._step_lock = threading.Lock()
+        self._piece_buf = ctypes.create_string_buffer(256)  # token text; decoders run side by side
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"protege-decode-{runtime.model_id}", daemon=True)
         self._thread.start()
@@ -110,6 +116,10 @@ class BatchedDecoder:
             self._cond.notify()
         return self._pieces(seq)
 
+    def load(self) -> int:
+        """Sequences decoding or waiting here (read without the lock: a hint for picking a decoder)."""
+        return len(self._active) + len(self._waiting)
+
     @staticmethod
     def _pieces(seq: _Sequence) -> Iterator[str]:
         try:
@@ -124,8 +134,9 @@ class BatchedDecoder:
             seq.cancelled = True  # a caller that stops reading frees the slot at the next step
 
     def forget_adapters(self) -> None:
-        """Take every adapter off the context (call with the runtime's lock held, before freeing one)."""
-        self.lib.llama_set_adapters_lora(self.ctx, None, 0, None)
+        """Take every adapter off the context, after the step in progress (call before freeing one)."""
+        with self._step_lock:
+            self.lib.llama_set_adapters_lora(self.ctx, None, 0, None)
 
     def close(self) -> None:
         with self._cond:
@@ -172,16 +183,17 @@ class BatchedDecoder:
         lib, batch = self.lib, self.batch
         batch.n_tokens = 0
         fed = []
-        with self.runtime._lock:  # adapters are not unloaded mid-step
-            if adapter is not None and adapter not in self.runtime._adapters:
+        with self._step_lock:  # an adapter is freed only after `forget_adapters`, which waits for the step
+            entry = self.runtime._adapters.get(adapter) if adapter is not None else None
+            if adapter is not None and entry is None:
                 for seq in seqs:
                     self._finish(seq, ModelNotFoundError(f"adapter {adapter!r} was unloaded from "
                                                          f"{self.runtime.model_id}"))
                 return
-            if adapter is None:
+            if entry is None:
                 rc = lib.llama_set_adapters_lora(self.ctx, None, 0, None)
             else:
-                ptr, scale, _ = self.runtime._adapters[adapter]
+                ptr, scale, _ = entry
                 rc = lib.llama_set_adapters_lora(self.ctx, (lib.llama_adapter_lora_p_ctypes * 1)(ptr), 1,
                                                  (ctypes.c_float * 1)(scale))
             if rc:
@@ -247,7 +259,7 @@ class BatchedDecoder:
             return self._finish(seq, exc)
         seq.n += 1
         gen.completion_tokens = seq.n
-        piece = seq.decoder.decode(runtime.token_bytes(token))
+        piece = seq.decoder.decode(runtime.token_bytes(token, buf=self._piece_buf))
         if piece:
             seq.out.put(piece)
         if constraint is not None and constraint.is_done():
@@ -259,12 +271,11 @@ class BatchedDecoder:
         seq.next_token = token
 
     def _finish(self, seq: _Sequence, error: BaseException | None = None) -> None:
-        """End a sequence: its last text or its error to the caller, its KV cells and slot freed."""
+        """End a sequence: its KV cells and slot freed, then its last text or its error to the caller."""
         if error is None:
             tail = seq.decoder.decode(b"", final=True)
             if tail:
                 seq.out.put(tail)
-        seq.out.put(error if error is not None else _END)
         if seq.slot >= 0:
             self.lib.llama_memory_seq_rm(self.memory, seq.slot, -1, -1)
             with self._cond:
@@ -273,6 +284,7 @@ class BatchedDecoder:
                     self._active.remove(seq)
             seq.slot = -1
         seq.ticket.release()
+        seq.out.put(error if error is not None else _END)  # last: the caller sees the model's slot free
 
 
 def _sample_token(logits: Any, params: SamplingParams, rng: Any) -> int:

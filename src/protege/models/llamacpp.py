@@ -58,10 +58,12 @@ class LlamaCppRuntime(LocalRuntime):
     def __init__(self, model_path: str | Path, *, model_id: str | None = None, chat_template: str | None = None,
                  n_ctx: int = 4096, n_threads: int | None = None, n_batch: int = 512,
                  install_hint: str = "", adapters: dict[str, str | Path] | None = None,
-                 parallel: int = 1, max_queue: int = 64):
-        """`parallel` > 1 decodes that many requests together in one batched context (`BatchedDecoder`);
-        1 answers one at a time on the model's own context. `max_queue` requests more may wait for a
-        slot; one more is refused (`QueueFullError`)."""
+                 parallel: int = 1, max_queue: int = 64, decoders: int | None = None):
+        """`parallel` > 1 decodes that many requests together, in batches (`BatchedDecoder`), split over
+        `decoders` contexts of `n_threads` threads each (default: as many as the cores hold, so each decoder
+        runs on its own cores without waiting for another's threads); 1 answers one at a time on the
+        model's own context. `max_queue` requests more may wait for a slot; one more is refused
+        (`QueueFullError`)."""
         llama_cpp = require("llama_cpp", "local", "llama-cpp-python")
         self._llama_cpp = llama_cpp
         path = Path(model_path)
@@ -93,13 +95,14 @@ class LlamaCppRuntime(LocalRuntime):
         self._lltokenizer: Any = None
         self._adapters: dict[str, tuple[Any, float, Path]] = {}
         self._active: str | None = None
-        self._batcher: BatchedDecoder | None = None
+        self.queue = ServingQueue(self.model_id, parallel, max_queue)
+        self._decoders: list[BatchedDecoder] = []
         if parallel > 1:
-            # every batched step is several tokens, and a second spinning thread collapses under any other load
-            self._batcher = BatchedDecoder(self, parallel, n_ctx, threads, n_batch, max_queue)
-            self.queue = self._batcher.queue
-        else:
-            self.queue = ServingQueue(self.model_id, 1, max_queue)
+            count = max(1, min(parallel, decoders or usable_cores() // threads))
+            # every batched step is several tokens, but each decoder keeps to `threads` threads: a thread that
+            # spin-waits for another collapses under any other load, and two decoders use two cores without it
+            self._decoders = [BatchedDecoder(self, -(-parallel // count), n_ctx, threads, n_batch, self.queue)
+                              for _ in range(count)]
         for name, adapter_path in (adapters or {}).items():
             self.load_adapter(name, adapter_path)
 
@@ -118,9 +121,10 @@ class LlamaCppRuntime(LocalRuntime):
             return ""
         return self.token_bytes(token, special=True).decode("utf-8", errors="replace")
 
-    def token_bytes(self, token: int, special: bool = False) -> bytes:
-        """The bytes of one token (llama-cpp-python's own helper returns its whole zero-padded buffer)."""
-        buf = self._piece_buf
+    def token_bytes(self, token: int, special: bool = False, buf: Any = None) -> bytes:
+        """The bytes of one token (llama-cpp-python's own helper returns its whole zero-padded buffer).
+        A thread decoding beside others passes its own `buf` (`ctypes.create_string_buffer(256)`)."""
+        buf = buf if buf is not None else self._piece_buf
         n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
@@ -170,8 +174,9 @@ class LlamaCppRuntime(LocalRuntime):
             old = self._adapters.get(name)
             if old is not None and self._active == name:
                 self._activate(None)
-            if old is not None and self._batcher is not None:
-                self._batcher.forget_adapters()
+            if old is not None:
+                for decoder in self._decoders:
+                    decoder.forget_adapters()
             self._adapters[name] = (ptr, float(scale), path)
         if old is not None:
             self._llama_cpp.llama_adapter_lora_free(old[0])
@@ -185,8 +190,8 @@ class LlamaCppRuntime(LocalRuntime):
                 raise ModelNotFoundError(f"adapter {name!r} is not loaded on {self.model_id}")
             if self._active == name:
                 self._activate(None)
-            if self._batcher is not None:
-                self._batcher.forget_adapters()
+            for decoder in self._decoders:
+                decoder.forget_adapters()
         self._llama_cpp.llama_adapter_lora_free(entry[0])
 
     def _activate(self, adapter: str | None) -> None:
@@ -224,8 +229,9 @@ class LlamaCppRuntime(LocalRuntime):
         max_new = min(params.max_tokens, self.n_ctx - len(tokens))
         gen.prompt_tokens = len(tokens)
         constraint = TokenConstraint(self.lltokenizer, plan.grammar, self.n_vocab) if plan.grammar else None
-        if self._batcher is not None:
-            return self._batcher.submit(tokens, constraint, params, adapter, gen, max_new)
+        if self._decoders:
+            decoder = min(self._decoders, key=BatchedDecoder.load)
+            return decoder.submit(tokens, constraint, params, adapter, gen, max_new)
         ticket = self.queue.admit()
         pieces = self._decode_alone(tokens, constraint, params, adapter, gen, max_new, ticket)
         weakref.finalize(pieces, ticket.release)  # a stream dropped before it started still frees its place
@@ -298,7 +304,7 @@ class LlamaCppRuntime(LocalRuntime):
             return np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy()
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
+        for decoder in self._decoders:
+            decoder.close()
         with self._lock:
             self.llm.close()
