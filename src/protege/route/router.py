@@ -183,13 +183,20 @@ class Router:
                           task_id, route.specialist, exc)
         self._state = _State(version, assigner, routes, specialists)
         for task_id, gone in old.specialists.items():
-            if specialists.get(task_id) is not gone:  # demoted or replaced: its adapter is unloaded
-                try:
-                    gone.responder.release()
-                except Exception as exc:  # noqa: BLE001 - a failed unload must not stop routing
-                    log.warning("could not release the specialist of %s from %s: %s", task_id, gone.folder, exc)
+            if specialists.get(task_id) is not gone:  # demoted or replaced: its adapter is unloaded, after the
+                try:                                  # shadow comparisons already queued for it (same worker)
+                    self._shadows.submit(self._release, task_id, gone)
+                except RuntimeError:  # stopping: no worker left
+                    self._release(task_id, gone)
         log.info("routes loaded: %s", {t: r.mode for t, r in routes.items()} or "none")
         return True
+
+    @staticmethod
+    def _release(task_id: str, gone: ServedSpecialist) -> None:
+        try:
+            gone.responder.release()
+        except Exception as exc:  # noqa: BLE001 - a failed unload must not stop routing
+            log.warning("could not release the specialist of %s from %s: %s", task_id, gone.folder, exc)
 
     def _load_assigner(self) -> Any:
         from protege.cluster.assign import TaskAssigner
