@@ -9,7 +9,11 @@ runs interleaved (raw, protege, raw, protege...) so background load hits both al
   300-token answer (which also counts the schema the constrained prompt carries), and the mask alone;
 - LoRA adapter switch cost: load time, and request latency alternating adapters vs staying on one.
 
+- under load (bench/serving_load.py): through the gateway at 1, 4 and 16 concurrent clients, batched
+  decoding against the single-context path, streamed time to first token, and the concurrency designs.
+
 Run:  PYTHONPATH=src .venv/bin/python bench/serving.py [--rounds 5] [--threads 2]
+      PYTHONPATH=src .venv/bin/python bench/serving.py --sweep   # only the load part, other results kept
 Writes bench/results/serving.json.
 """
 
@@ -60,7 +64,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
+    ap.add_argument("--sweep", action="store_true", help="run only the load sweep; keep the file's other results")
+    ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--calls-per-client", type=int, default=3)
     args = ap.parse_args()
+    if args.sweep:
+        out = Path(args.out)
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results["concurrency"] = run_sweep(args)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["concurrency"], indent=2))
+        return
 
     import llama_cpp
 
@@ -140,6 +154,8 @@ def main() -> None:
             c.matcher.consume_token(tok)
     results["grammar_ms_per_token"] = round(1000 * (time.perf_counter() - t) / (reps * len(tokens)), 3)
 
+    results["concurrency"] = run_sweep(args)
+
     # adapter switching: two LoRA adapters (random, exported with protege's converter) on one base
     results["adapters"] = bench_adapters(runtime, path, args)
 
@@ -149,6 +165,16 @@ def main() -> None:
                         "load_average_at_end": os.getloadavg(), "llama_cpp_python": llama_cpp.__version__}
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+
+
+def run_sweep(args) -> dict:
+    from serving_load import designs, sweep
+
+    clients = [int(c) for c in args.clients.split(",")]
+    result = sweep(clients, args.calls_per_client)
+    result["designs"] = designs(requests=max(clients))
+    result["load_average_at_end"] = os.getloadavg()
+    return result
 
 
 def bench_adapters(runtime, path, args):

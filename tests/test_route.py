@@ -78,7 +78,8 @@ def test_live_stats_count_what_the_router_logged():
 
     records = [rec(1, fallback=False), rec(2, fallback=True, fallback_reason="low_confidence"),
                rec(3, fallback=True, fallback_reason="invalid_output"),
-               CallRecord(id="4", ts=4.0, request={}, metadata={"route": {"attempted": False}})]
+               CallRecord(id="4", ts=4.0, request={}, metadata={"route": {"attempted": False}}),
+               rec(8, fallback=True, fallback_reason="queue")]  # busy, not wrong: not counted against it
     shadows = [ShadowResult("5", "t", True, 1.0, True, confidence=0.9), ShadowResult("6", "t", False, 0.0, True, 0.3),
                ShadowResult("7", "t", False, 0.0, False, confidence=0.9)]
     stats = live_stats(records, shadows)
@@ -267,3 +268,81 @@ def test_a_broken_catalog_leaves_every_call_to_the_llm(home, start_gateway):
     assert resp.headers["x-protege-served-by"] == "upstream:default"
     assert httpx.get(gw.base + "/health").json()["routing"]["routes"] == {}
     assert "re-run `protege analyze`" in (home / "gateway.log").read_text()  # the log says what to do
+
+
+class _BusyResponder:
+    """A specialist whose model is busy: `queue_wait_s` says how long, or `respond` finds its queue full."""
+
+    model_name = "busy"
+
+    def __init__(self):
+        self.wait_s, self.full, self.asked = 5.0, False, 0
+
+    def queue_wait_s(self) -> float:
+        return self.wait_s
+
+    def respond(self, request, scope=None):
+        from protege.models.errors import QueueFullError
+
+        self.asked += 1
+        if self.full:
+            raise QueueFullError("smollm2-135m is busy: 64 requests already wait for it", 3)
+        raise AssertionError("a specialist over the queue-wait budget must not be asked")
+
+
+def test_a_busy_specialist_falls_back_to_the_llm_and_the_log_says_queue(home, tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from protege.cluster.analysis import analyze_calls
+    from protege.config import UpstreamConfig
+    from protege.gateway.app import create_app
+    from protege.models.serving import LocalModelPool
+    from protege.train import kinds
+
+    pairs = [triage_pair(i) for i in range(48)]
+    recordings = tmp_path / "triage.jsonl"
+    recordings.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    [task] = analyze_calls([CallRecord(id=f"c{i}", ts=1000.0 + i, request=p["request"], response=p["response"])
+                            for i, p in enumerate(pairs)], embedder="hashing", scrub_examples=False).catalog.tasks
+    responder = _BusyResponder()
+
+    class BusyKind(kinds.SpecialistKind):  # a fake of our own extension point, registered like a plugin's
+        name, rank = "busy-test", 99
+
+        def build(self, task, folder, options):
+            raise NotImplementedError
+
+        def open(self, folder, pool=None, heldout=False):
+            return responder
+
+    kinds.kinds()
+    monkeypatch.setitem(kinds.KINDS, BusyKind.name, BusyKind())
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    (folder / "specialist.json").write_text(json.dumps({"kind": BusyKind.name, "task": task,
+                                                        "output_kind": "json"}))
+    with open_store(home / "protege.db") as store:
+        set_mode(store, task, "on", specialist=str(folder))
+    port = free_port()
+    upstream = start_process(["replay", str(recordings), "--port", str(port)], f"http://127.0.0.1:{port}/health",
+                             log_file=tmp_path / "replay.log")
+    try:
+        settings = Settings(upstreams=[UpstreamConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key_env="")],
+                            routing={"audit_share": 0.0, "max_queue_wait_s": 0.5})
+        with TestClient(create_app(settings, local_models=LocalModelPool(models=[]))) as client:
+            assert client.get("/health").json()["routing"]["serving"] == [task]
+            over_budget = client.post("/v1/chat/completions", json=pairs[0]["request"])
+            responder.wait_s, responder.full = 0.0, True
+            full = client.post("/v1/chat/completions", json=pairs[1]["request"])
+    finally:
+        stop_process(upstream)
+    assert responder.asked == 1  # over the budget it was not even asked
+    for resp, pair in ((over_budget, pairs[0]), (full, pairs[1])):
+        assert resp.status_code == 200 and resp.json() == pair["response"]  # the caller gets the LLM's answer
+        assert resp.headers["x-protege-served-by"] == "upstream:default"
+        assert resp.headers["x-protege-fallback"] == "queue"
+    with open_store(home / "protege.db") as store:
+        routes = [store.get_call(r.headers["x-protege-call-id"]).metadata["route"] for r in (over_budget, full)]
+    assert all(r["attempted"] and r["fallback"] and r["fallback_reason"] == "queue" for r in routes)
+    assert "wait 5.00 s" in routes[0]["fallback_detail"] and "max_queue_wait_s = 0.5" in routes[0]["fallback_detail"]
+    assert "busy" in routes[1]["fallback_detail"]

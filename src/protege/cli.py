@@ -92,7 +92,7 @@ def serve(
     """Run the OpenAI-compatible gateway: forward chat completions upstream and log every call."""
     import uvicorn
 
-    from protege.gateway.app import LOCAL_ENV, SETTINGS_ENV, create_app
+    from protege.gateway.app import LOCAL_ENV, SETTINGS_ENV, create_app, local_models_for
     from protege.gateway.auth import KeyRing, is_loopback, open_network_refusal
 
     settings = _settings(config, upstream=upstream, upstream_key_env=upstream_key_env, host=host, port=port,
@@ -113,12 +113,7 @@ def serve(
         os.environ[LOCAL_ENV] = "1" if local else "0"
         uvicorn.run("protege.gateway.app:app_from_env", factory=True, workers=g.workers, **common)
     else:
-        local_models = None
-        if local:
-            from protege.models.serving import LocalModelPool
-
-            local_models = LocalModelPool()
-        uvicorn.run(create_app(settings, local_models=local_models), **common)
+        uvicorn.run(create_app(settings, local_models=local_models_for(settings) if local else None), **common)
 
 
 @app.command()

@@ -29,6 +29,12 @@ Example `protege.toml`::
 
     [routing]
     local_usd_per_hour = 0.10          # what the machine serving specialists costs
+    max_queue_wait_s = 1.0             # longer wait for a specialist's decode slot: the LLM answers
+
+    [serving]                          # local models (`protege serve --local`)
+    parallel = 1                       # requests a llama.cpp model decodes together (batched if > 1)
+    max_queue = 64                     # more waiting than this: 429 with Retry-After
+    context_tokens = 4096              # prompt + answer of one request
 
     [encryption]                       # call bodies sealed with AES-256-GCM (or set $PROTEGE_DATA_KEY)
     key_file = "/etc/protege/data.key"
@@ -43,8 +49,9 @@ import fnmatch
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protege.pricing import LOCAL_USD_PER_HOUR, Price, PriceTable
 from protege.store.base import Store, open_store, protege_home, redact_credentials
@@ -141,6 +148,39 @@ class RoutingConfig(_Strict):
                              "task catalog: a promotion or a revoked key applies everywhere within this time")
     human_facing_header: str = Field("x-protege-human-facing", description="Requests with this header set to "
                                      "true (or metadata.human_facing) always go to the LLM")
+    max_queue_wait_s: float = Field(1.0, ge=0, description="A specialist whose local model would make the call wait "
+                                    "longer than this for a decode slot is skipped: the LLM answers "
+                                    "(`x-protege-fallback: queue`)")
+
+
+class ServingConfig(_Strict):
+    """How the gateway serves local models and specialists (`protege serve --local`)."""
+
+    parallel: int = Field(1, ge=1, le=256, description="Requests one llama.cpp base model decodes together "
+                          "(batched decoding over one context per core); 1 answers one at a time on one context, "
+                          "reusing the previous prompt's prefix (faster on 2 cores: README, Benchmarks)")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a decode slot of one local model; "
+                           "one more is answered 429 with Retry-After")
+    context_tokens: int = Field(4096, ge=256, le=131072, description="Context of one request (prompt + answer) on a "
+                                "llama.cpp model; its KV cache takes parallel x this many tokens of memory")
+    backend: Literal["llama.cpp", "vllm"] = Field("llama.cpp", description="Who decodes specialists: llama.cpp in "
+                                                  "the gateway's process, or one vLLM server with multi-LoRA (GPU)")
+    engine_url: str | None = Field(None, description="With backend = \"vllm\": the server's base URL including /v1")
+    engine_base: str = Field("smollm2-135m", description="With backend = \"vllm\": the catalog name of the base "
+                             "model the server runs (specialists of other bases go to the LLM)")
+    engine_model: str | None = Field(None, description="The server's own name for the base model (default: "
+                                     "engine_base)")
+    engine_api_key_env: str = Field("", description="Environment variable with the server's API key ('' for none)")
+
+    @model_validator(mode="after")
+    def _engine_needs_a_url(self) -> "ServingConfig":
+        if self.backend == "vllm" and not self.engine_url:
+            raise ValueError("backend = \"vllm\" needs engine_url, e.g. engine_url = \"http://127.0.0.1:8000/v1\"")
+        return self
+
+    def runtime_options(self) -> dict:
+        """The options `LocalModelPool` passes to its llama.cpp runtimes."""
+        return {"parallel": self.parallel, "max_queue": self.max_queue, "n_ctx": self.context_tokens}
 
 
 class EncryptionConfig(_Strict):
@@ -172,6 +212,7 @@ class Settings(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     def price_table(self) -> PriceTable:
         return PriceTable({m: Price(p.input, p.output) for m, p in self.prices.items()})

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from typing import Any
 
@@ -54,8 +55,17 @@ MAX_N = 128
 """OpenAI's own bound on `n`, the number of choices."""
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> Response:
-    return Response(orjson.dumps(error_body(message, type_, code, param)), status, media_type="application/json")
+def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+           param: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(error_body(message, type_, code, param)), status, media_type="application/json",
+                    headers=headers)
+
+
+def _runtime_error(e: Exception, call_id: str) -> Response:
+    """A local runtime's refusal as OpenAI's error JSON, with `Retry-After` when its queue is full."""
+    retry = getattr(e, "retry_after_s", None)
+    headers = {"x-protege-call-id": call_id} | ({"retry-after": str(int(retry))} if retry is not None else {})
+    return _error(getattr(e, "status", 500), str(e), "local_model_error", getattr(e, "code", None), headers=headers)
 
 
 class UpstreamUnavailable(Exception):
@@ -464,22 +474,72 @@ async def _relay_stream(gw: Gateway, resp: aiohttp.ClientResponse, record: CallR
 
 
 async def _serve_locally(gw: Gateway, runtime: Any, body: dict, record: CallRecord, t0: float) -> Response:
-    """Answer with a local model or specialist (the runtime decides how)."""
+    """Answer with a local model or specialist (the runtime decides how); a stream sends each token as it is
+    decoded. A full queue answers 429 with `Retry-After` at once."""
     record.served_by = f"local:{body['model']}"
+    headers = {"x-protege-call-id": record.id}
     try:
-        response = await run_in_threadpool(runtime.complete, body)
+        if body.get("stream"):
+            chunks = _LocalChunks(runtime.stream(body))
+            first = await run_in_threadpool(chunks.next)  # admission and request checks happen here
+        else:
+            response = await run_in_threadpool(runtime.complete, body)
     except Exception as e:  # the runtime's own errors carry an HTTP status and a code
-        status = getattr(e, "status", 500)
-        record.status, record.error = status, str(e)
+        record.status, record.error = getattr(e, "status", 500), str(e)
         record.latency_ms = (time.perf_counter() - t0) * 1000
         gw.log_call(record)
-        return _error(status, str(e), "local_model_error", getattr(e, "code", None))
+        return _runtime_error(e, record.id)
+    if body.get("stream"):
+        return StreamingResponse(_local_stream(gw, chunks, first, record, t0), media_type="text/event-stream",
+                                 headers=headers | {"cache-control": "no-cache"})
     record.response = response
     record.latency_ms = record.ttft_ms = (time.perf_counter() - t0) * 1000
     gw.log_call(record)
-    if body.get("stream"):
-        return StreamingResponse(_as_sse(response), media_type="text/event-stream", headers={"x-protege-call-id": record.id})
-    return Response(orjson.dumps(response), 200, media_type="application/json", headers={"x-protege-call-id": record.id})
+    return Response(orjson.dumps(response), 200, media_type="application/json", headers=headers)
+
+
+class _LocalChunks:
+    """A local runtime's stream, read chunk by chunk in worker threads and closable from the event loop."""
+
+    def __init__(self, chunks: Any):
+        self._chunks, self._lock, self._closed = chunks, threading.Lock(), False
+
+    def next(self) -> dict | None:
+        with self._lock:
+            return None if self._closed else next(self._chunks, None)
+
+    def close(self) -> None:
+        """Stop the stream (waits for a chunk being read): the runtime frees the request's decode slot."""
+        self._closed = True
+        with self._lock:
+            self._chunks.close()
+
+
+async def _local_stream(gw: Gateway, chunks: _LocalChunks, first: dict, record: CallRecord, t0: float):
+    """Relay a local runtime's chunks as SSE while they are decoded; log the reassembled call before `[DONE]`."""
+    sent = [first]
+    yield b"data: " + orjson.dumps(first) + b"\n\n"
+    status, error = 200, None
+    try:
+        while (chunk := await run_in_threadpool(chunks.next)) is not None:
+            if record.ttft_ms is None and any(c.get("delta", {}).get("content") or c.get("delta", {}).get("tool_calls")
+                                              for c in chunk.get("choices", ())):
+                record.ttft_ms = (time.perf_counter() - t0) * 1000
+            sent.append(chunk)
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        status, error = 499, "The caller disconnected before the stream ended."
+        raise
+    except Exception as e:  # e.g. constrained output that failed mid-stream
+        status, error = getattr(e, "status", 500), str(e)
+        yield b"data: " + orjson.dumps(error_body(error, "local_model_error", getattr(e, "code", None))) + b"\n\n"
+    finally:
+        asyncio.get_running_loop().run_in_executor(None, chunks.close)  # not awaited: the caller may be gone
+        record.response = reassemble_chat_stream(sent)
+        record.latency_ms = (time.perf_counter() - t0) * 1000
+        record.status, record.error = status, error
+        gw.log_call(record)
+    yield b"data: [DONE]\n\n"
 
 
 async def _as_sse(response: dict):
@@ -524,6 +584,7 @@ async def health(request: Request) -> Response:
         "status": "ok", "worker": os.getpid(), "open_mode": gw.keys.is_open, "log_backlog": gw.call_log.backlog,
         "spool_errors": gw.call_log.spool_errors, "upstreams": [u.name for u in gw.settings.upstreams],
         "routing": gw.router.describe() if gw.router is not None else None,
+        "local_queues": gw.local_models.queues() if hasattr(gw.local_models, "queues") else None,
     })
 
 
@@ -705,9 +766,19 @@ LOCAL_ENV = "PROTEGE_SERVE_LOCAL"
 def app_from_env() -> Starlette:
     """Factory for multi-worker uvicorn (each worker calls it): settings come as JSON in $PROTEGE_SERVE_SETTINGS,
     and $PROTEGE_SERVE_LOCAL=1 makes the worker serve local models and specialists (`serve --local`)."""
-    local_models = None
-    if os.environ.get(LOCAL_ENV) == "1":
-        from protege.models.serving import LocalModelPool
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    local_models = local_models_for(settings) if os.environ.get(LOCAL_ENV) == "1" else None
+    return create_app(settings, local_models=local_models)
 
-        local_models = LocalModelPool()
-    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]), local_models=local_models)
+
+def local_models_for(settings: Settings) -> Any:
+    """What answers local models and specialists ([serving]): llama.cpp in this process, or one vLLM server."""
+    serving = settings.serving
+    if serving.backend == "vllm":
+        from protege.models.engine import EnginePool
+
+        key = os.environ.get(serving.engine_api_key_env) if serving.engine_api_key_env else None
+        return EnginePool(serving.engine_url, serving.engine_base, serving.engine_model, key)
+    from protege.models.serving import LocalModelPool
+
+    return LocalModelPool(llama_options=serving.runtime_options())

@@ -323,6 +323,12 @@ class TokenConstraint:
     def is_accepting(self) -> bool:
         return self.matcher.is_accepting()
 
+    def finish(self) -> None:
+        """At end of sequence: raise unless the grammar accepts the output as complete."""
+        self.check()
+        if not self.is_accepting():
+            raise InvalidOutputError("the model ended before the constrained output was complete")
+
 
 def validate_completion(request: dict, completion: dict) -> dict:
     """Check a finished completion (e.g. from a remote server) against the request's format, with jsonschema only.

@@ -94,6 +94,14 @@ class MissingDependencyError(ModelUnavailableError):
         super().__init__(message, code="missing_dependency")
 
 
+class QueueFullError(RuntimeRequestError):
+    """A local model's queue is full: the caller should retry after `retry_after_s` (HTTP 429 + Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(429, message, "queue_full")
+        self.retry_after_s = retry_after_s
+
+
 def require(module: str, extra: str, package: str | None = None):
     """Import `module` lazily, or raise `MissingDependencyError` naming the extra to install."""
     import importlib

@@ -17,20 +17,22 @@ import os
 import secrets
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protege.models.batching import BatchedDecoder
 from protege.models.catalog import check_gguf_file
 from protege.models.constrain import OutputPlan, TokenConstraint
 from protege.models.errors import (
-    InvalidOutputError,
     InvalidRequestError,
     ModelFileError,
     ModelNotFoundError,
     require,
 )
 from protege.models.prompting import CHATML, TEMPLATES, render_prompt
+from protege.models.queueing import ServingQueue, Ticket
 from protege.models.runtime import Generation, LocalRuntime, SamplingParams, token_margin
 
 if TYPE_CHECKING:
@@ -55,7 +57,13 @@ class LlamaCppRuntime(LocalRuntime):
 
     def __init__(self, model_path: str | Path, *, model_id: str | None = None, chat_template: str | None = None,
                  n_ctx: int = 4096, n_threads: int | None = None, n_batch: int = 512,
-                 install_hint: str = "", adapters: dict[str, str | Path] | None = None):
+                 install_hint: str = "", adapters: dict[str, str | Path] | None = None,
+                 parallel: int = 1, max_queue: int = 64, decoders: int | None = None):
+        """`parallel` > 1 decodes that many requests together, in batches (`BatchedDecoder`), split over
+        `decoders` contexts of `n_threads` threads each (default: as many as the cores hold, so each decoder
+        runs on its own cores without waiting for another's threads); 1 answers one at a time on the
+        model's own context. `max_queue` requests more may wait for a slot; one more is refused
+        (`QueueFullError`)."""
         llama_cpp = require("llama_cpp", "local", "llama-cpp-python")
         self._llama_cpp = llama_cpp
         path = Path(model_path)
@@ -87,6 +95,14 @@ class LlamaCppRuntime(LocalRuntime):
         self._lltokenizer: Any = None
         self._adapters: dict[str, tuple[Any, float, Path]] = {}
         self._active: str | None = None
+        self.queue = ServingQueue(self.model_id, parallel, max_queue)
+        self._decoders: list[BatchedDecoder] = []
+        if parallel > 1:
+            count = max(1, min(parallel, decoders or usable_cores() // threads))
+            # every batched step is several tokens, but each decoder keeps to `threads` threads: a thread that
+            # spin-waits for another collapses under any other load, and two decoders use two cores without it
+            self._decoders = [BatchedDecoder(self, -(-parallel // count), n_ctx, threads, n_batch, self.queue)
+                              for _ in range(count)]
         for name, adapter_path in (adapters or {}).items():
             self.load_adapter(name, adapter_path)
 
@@ -105,9 +121,10 @@ class LlamaCppRuntime(LocalRuntime):
             return ""
         return self.token_bytes(token, special=True).decode("utf-8", errors="replace")
 
-    def token_bytes(self, token: int, special: bool = False) -> bytes:
-        """The bytes of one token (llama-cpp-python's own helper returns its whole zero-padded buffer)."""
-        buf = self._piece_buf
+    def token_bytes(self, token: int, special: bool = False, buf: Any = None) -> bytes:
+        """The bytes of one token (llama-cpp-python's own helper returns its whole zero-padded buffer).
+        A thread decoding beside others passes its own `buf` (`ctypes.create_string_buffer(256)`)."""
+        buf = buf if buf is not None else self._piece_buf
         n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
@@ -157,6 +174,9 @@ class LlamaCppRuntime(LocalRuntime):
             old = self._adapters.get(name)
             if old is not None and self._active == name:
                 self._activate(None)
+            if old is not None:
+                for decoder in self._decoders:
+                    decoder.forget_adapters()
             self._adapters[name] = (ptr, float(scale), path)
         if old is not None:
             self._llama_cpp.llama_adapter_lora_free(old[0])
@@ -170,6 +190,8 @@ class LlamaCppRuntime(LocalRuntime):
                 raise ModelNotFoundError(f"adapter {name!r} is not loaded on {self.model_id}")
             if self._active == name:
                 self._activate(None)
+            for decoder in self._decoders:
+                decoder.forget_adapters()
         self._llama_cpp.llama_adapter_lora_free(entry[0])
 
     def _activate(self, adapter: str | None) -> None:
@@ -196,15 +218,30 @@ class LlamaCppRuntime(LocalRuntime):
 
     def _generate(self, prompt: str, plan: OutputPlan, params: SamplingParams, adapter: str | None,
                   gen: Generation) -> Iterator[str]:
-        import numpy as np
-
+        """Admit the request (or raise `QueueFullError`) and return the iterator of its decoded text."""
         tokens = self.tokenize(prompt)
         if len(tokens) >= self.n_ctx:
             raise InvalidRequestError(f"the prompt has {len(tokens)} tokens; {self.model_id} is served with a "
                                       f"context of {self.n_ctx}", code="context_length_exceeded", param="messages")
+        if adapter is not None and adapter not in self._adapters:
+            raise ModelNotFoundError(f"adapter {adapter!r} is not loaded on {self.model_id}; loaded: "
+                                     f"{', '.join(self._adapters) or 'none'}")
         max_new = min(params.max_tokens, self.n_ctx - len(tokens))
         gen.prompt_tokens = len(tokens)
         constraint = TokenConstraint(self.lltokenizer, plan.grammar, self.n_vocab) if plan.grammar else None
+        if self._decoders:
+            decoder = min(self._decoders, key=BatchedDecoder.load)
+            return decoder.submit(tokens, constraint, params, adapter, gen, max_new)
+        ticket = self.queue.admit()
+        pieces = self._decode_alone(tokens, constraint, params, adapter, gen, max_new, ticket)
+        weakref.finalize(pieces, ticket.release)  # a stream dropped before it started still frees its place
+        return pieces
+
+    def _decode_alone(self, tokens: list[int], constraint: TokenConstraint | None, params: SamplingParams,
+                      adapter: str | None, gen: Generation, max_new: int, ticket: Ticket) -> Iterator[str]:
+        """Decode on the model's own context, one request at a time (`parallel = 1`)."""
+        import numpy as np
+
         processors = None
         if constraint is not None or gen.margins is not None:
             def mask_logits(_input_ids, logits):
@@ -218,6 +255,7 @@ class LlamaCppRuntime(LocalRuntime):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._lock.acquire()
         try:
+            ticket.start()
             self._activate(adapter)
             if params.temperature > 0:
                 self.llm.set_seed(params.seed if params.seed is not None else secrets.randbits(31))
@@ -227,9 +265,7 @@ class LlamaCppRuntime(LocalRuntime):
                                            min_p=0.0, repeat_penalty=1.0, logits_processor=processors):
                 if token in self.eog_tokens:
                     if constraint is not None:
-                        constraint.check()
-                        if not constraint.is_accepting():
-                            raise InvalidOutputError("the model ended before the constrained output was complete")
+                        constraint.finish()
                     gen.finish_reason = "stop"
                     break
                 if constraint is not None:
@@ -248,6 +284,7 @@ class LlamaCppRuntime(LocalRuntime):
             if tail:
                 yield tail
         finally:
+            ticket.release()
             self._lock.release()
 
     def next_token_logits(self, prompt: str, adapter: str | None = None):
@@ -267,5 +304,7 @@ class LlamaCppRuntime(LocalRuntime):
             return np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy()
 
     def close(self) -> None:
+        for decoder in self._decoders:
+            decoder.close()
         with self._lock:
             self.llm.close()

@@ -27,6 +27,7 @@ from protege.models.prompting import TOOL_CALL_CLOSE
 
 if TYPE_CHECKING:
     from protege.models.catalog import ModelSpec
+    from protege.models.queueing import ServingQueue
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,13 @@ class Generation:
     def __iter__(self) -> Iterator[str]:
         return self._pieces
 
+    def close(self) -> None:
+        """Stop decoding (a caller who stops reading frees the model at once, not at garbage collection:
+        the decode loop and this object refer to each other)."""
+        close = getattr(self._pieces, "close", None)
+        if close:
+            close()
+
 
 def _cut_at_stop(pieces: Iterator[str], stops: tuple[str, ...], gen: Generation) -> Iterator[str]:
     """Pass text through until a stop string appears (holding back what could start one)."""
@@ -272,6 +280,12 @@ class LocalRuntime(Runtime):
     """An in-process model: subclasses implement `_generate`, this class does requests and responses."""
 
     model_id = "local"
+    queue: "ServingQueue | None" = None
+    """Admission for this model's requests (runtimes that bound their queue set it)."""
+
+    def estimated_wait_s(self) -> float:
+        """How long a request sent now would wait before it starts decoding (0 without a queue)."""
+        return self.queue.estimated_wait_s() if self.queue is not None else 0.0
 
     @abstractmethod
     def _generate(self, prompt: str, plan: OutputPlan, params: SamplingParams, adapter: str | None,
@@ -330,12 +344,15 @@ class LocalRuntime(Runtime):
         plan, gen, model = self._start(request, adapter)
         cid, created = new_completion_id(), int(time.time())
         include_usage = bool((request.get("stream_options") or {}).get("include_usage", True))
-        yield chunk_dict(cid, created, model, {"role": "assistant", "content": ""})
         pieces = []
-        for piece in gen:
-            pieces.append(piece)
-            if plan.kind != "tools" and piece:
-                yield chunk_dict(cid, created, model, {"content": piece})
+        try:
+            yield chunk_dict(cid, created, model, {"role": "assistant", "content": ""})
+            for piece in gen:
+                pieces.append(piece)
+                if plan.kind != "tools" and piece:
+                    yield chunk_dict(cid, created, model, {"content": piece})
+        finally:
+            gen.close()
         text = "".join(pieces)
         content, tool_calls = plan.parse(text, gen.finish_reason)
         finish = gen.finish_reason
@@ -373,3 +390,6 @@ class AdapterRuntime(Runtime):
 
     def stream(self, request: dict) -> Iterator[dict]:
         return self.base.stream(request, adapter=self.adapter)
+
+    def estimated_wait_s(self) -> float:
+        return self.base.estimated_wait_s()

@@ -34,13 +34,16 @@ class LocalModelPool:
     """Lazily loaded local runtimes by model name, with their LoRA adapters."""
 
     def __init__(self, catalog: ModelCatalog | None = None, adapter_dir: Path | None = None,
-                 models: list[str] | None = None, runtime_options: dict[str, Any] | None = None):
+                 models: list[str] | None = None, runtime_options: dict[str, Any] | None = None,
+                 llama_options: dict[str, Any] | None = None):
         """`models` limits which catalog entries are served (default: all local ones);
-        `runtime_options` are passed to every runtime (e.g. n_ctx, n_threads)."""
+        `runtime_options` are passed to every runtime (e.g. n_ctx, n_threads), `llama_options` to the
+        llama.cpp ones only (`[serving] parallel` and `max_queue`: `ServingConfig.runtime_options()`)."""
         self.catalog = catalog or default_catalog()
         self.adapter_dir = adapter_dir if adapter_dir is not None else protege_home() / "adapters"
         self.served = set(models) if models is not None else None
         self.runtime_options = runtime_options or {}
+        self.llama_options = llama_options or {}
         self._runtimes: dict[str, Runtime] = {}
         self._adapters: dict[tuple[str, str], Path] = {}
         self._lock = threading.Lock()
@@ -134,13 +137,21 @@ class LocalModelPool:
                 if base in self._runtimes:
                     return self._runtimes[base]
             log.info("loading local model %s", base)
-            runtime = build_runtime(self.catalog.get(base), **self.runtime_options)
+            spec = self.catalog.get(base)
+            options = self.runtime_options | (self.llama_options if spec.runtime == "llama.cpp" else {})
+            runtime = build_runtime(spec, **options)
             with self._lock:
                 self._runtimes[base] = runtime
                 pending = [(a, p) for (b, a), p in self._adapters.items() if b == base]
             for name, path in pending:
                 runtime.load_adapter(name, path)  # type: ignore[attr-defined]
             return runtime
+
+    def queues(self) -> dict[str, dict]:
+        """Each loaded model's decode slots and queue, for /health."""
+        with self._lock:
+            runtimes = dict(self._runtimes)
+        return {name: r.queue.describe() for name, r in runtimes.items() if getattr(r, "queue", None) is not None}
 
     def loaded(self) -> list[str]:
         with self._lock:

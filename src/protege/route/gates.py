@@ -127,8 +127,8 @@ def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult],
     stats = LiveStats()
     for r in records:
         route = r.metadata.get("route") or {}
-        if not route.get("attempted"):
-            continue
+        if not route.get("attempted") or route.get("fallback_reason") == "queue":
+            continue  # a busy model says nothing about the specialist's answers
         stats.routed += 1
         if route.get("fallback"):
             stats.fallbacks += 1

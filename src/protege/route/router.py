@@ -14,8 +14,9 @@ pruned prompt and constrained decoding) and says whether its output may be serve
 no answer for the request (`no_match`: answer reuse never saw it in the caller's scope), decoding
 failed, was cut off or (label tasks) is not one of the task's labels (`invalid_output`, or
 `specialist_error` for anything else the runtime refused) or when its confidence is under the
-route's calibrated threshold (`low_confidence`); the gateway then asks the LLM, so the caller
-always gets an answer.
+route's calibrated threshold (`low_confidence`); nor is it asked when its local model would make the
+call wait longer than `[routing] max_queue_wait_s` for a decode slot, or its queue is full
+(`queue`); the gateway then asks the LLM, so the caller always gets an answer.
 
 Routes, specialists and the task catalog are re-read by a background thread every
 `[routing] refresh_s`: a promotion, demotion or new specialist takes effect without a restart
@@ -36,7 +37,7 @@ from typing import Any
 from protege.cluster.catalog import TaskCatalog, default_catalog_path
 from protege.config import Settings
 from protege.evaluate.metrics import normalize_label
-from protege.models.errors import InvalidOutputError, RuntimeRequestError
+from protege.models.errors import InvalidOutputError, QueueFullError, RuntimeRequestError
 from protege.models.serving import LocalModelPool
 from protege.route.calibrate import Calibration
 from protege.store.base import Route, ShadowResult, Store
@@ -181,8 +182,21 @@ class Router:
                 log.error("cannot serve the specialist of %s from %s (%s); its calls go to the LLM",
                           task_id, route.specialist, exc)
         self._state = _State(version, assigner, routes, specialists)
+        for task_id, gone in old.specialists.items():
+            if specialists.get(task_id) is not gone:  # demoted or replaced: its adapter is unloaded, after the
+                try:                                  # shadow comparisons already queued for it (same worker)
+                    self._shadows.submit(self._release, task_id, gone)
+                except RuntimeError:  # stopping: no worker left
+                    self._release(task_id, gone)
         log.info("routes loaded: %s", {t: r.mode for t, r in routes.items()} or "none")
         return True
+
+    @staticmethod
+    def _release(task_id: str, gone: ServedSpecialist) -> None:
+        try:
+            gone.responder.release()
+        except Exception as exc:  # noqa: BLE001 - a failed unload must not stop routing
+            log.warning("could not release the specialist of %s from %s: %s", task_id, gone.folder, exc)
 
     def _load_assigner(self) -> Any:
         from protege.cluster.assign import TaskAssigner
@@ -239,8 +253,14 @@ class Router:
         asked = body.pop("max_completion_tokens", None) or body.get("max_tokens") or specialist.max_tokens
         body["max_tokens"] = min(int(asked), specialist.max_tokens)
         start = time.perf_counter()
+        wait, budget = specialist.responder.queue_wait_s(), self.settings.routing.max_queue_wait_s
+        if wait > budget:
+            return SpecialistAnswer(None, None, 0.0, "queue", f"the specialist's model would make the call wait "
+                                    f"{wait:.2f} s for a decode slot ([routing] max_queue_wait_s = {budget:g})")
         try:
             completion, confidence = specialist.responder.respond(body, decision.scope)
+        except QueueFullError as exc:
+            return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "queue", exc.message)
         except InvalidOutputError as exc:
             return SpecialistAnswer(None, None, (time.perf_counter() - start) * 1000, "invalid_output", exc.message)
         except RuntimeRequestError as exc:
@@ -284,8 +304,8 @@ class Router:
             reference = response_message(llm_response) or {}
             got = self.answer(RouteDecision(decision.task_id, decision.via, specialist=specialist,
                                             scope=decision.scope), request)
-            if got.fallback_reason == "no_match":
-                return  # nothing the specialist would have served: nothing to compare
+            if got.fallback_reason in ("no_match", "queue"):
+                return  # nothing the specialist would have served, or it was busy: nothing to compare
             message = got.completion["choices"][0]["message"] if got.completion and got.fallback_reason is None else None
             kind = specialist.output_kind
             labels = {normalize_label(reference.get("content"))} if kind == "label" else set()

@@ -72,6 +72,13 @@ class Responder(ABC):
         caller (workload and key): answers are never shared across scopes. Raises the runtime's
         `RuntimeRequestError`s (invalid or truncated output)."""
 
+    def queue_wait_s(self) -> float:
+        """How long a request sent now would wait for this specialist's model (0: it answers at once)."""
+        return 0.0
+
+    def release(self) -> None:
+        """The router stopped serving this specialist (demotion, replacement): free what it holds."""
+
 
 class SpecialistKind(ABC):
     """One rung of the ladder."""

@@ -17,11 +17,23 @@ from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskDat
 
 
 class LoraResponder(Responder):
-    def __init__(self, runtime: Any, model_name: str):
+    def __init__(self, runtime: Any, model_name: str, pool: Any = None, adapter: str | None = None):
         self.runtime, self.model_name = runtime, model_name
+        self._pool, self._adapter = pool, adapter
 
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
+        if not hasattr(self.runtime, "complete_scored"):  # a serving engine: it reports no confidence
+            return self.runtime.complete(request), None
         return self.runtime.complete_scored(request)
+
+    def queue_wait_s(self) -> float:
+        wait = getattr(self.runtime, "estimated_wait_s", None)
+        return wait() if wait else 0.0
+
+    def release(self) -> None:
+        """Unload the adapter (from llama.cpp, or from the serving engine at demotion)."""
+        if self._pool is not None and self._adapter is not None:
+            self._pool.unregister_adapter(self.model_name, self._adapter)
 
 
 class LoraKind(SpecialistKind):
@@ -52,10 +64,13 @@ class LoraKind(SpecialistKind):
             pool = LocalModelPool(models=[spec.base_model])
         base = spec.base_model
         name = f"{spec.task}-{hashlib.blake2b(str(spec.gguf_adapter.resolve()).encode(), digest_size=4).hexdigest()}"
+        if getattr(pool, "is_engine", False):  # [serving] backend = "vllm": the engine loads the PEFT folder
+            pool.register_adapter(base, name, spec.adapter_dir.resolve())
+            return LoraResponder(pool.resolve(f"{base}:{name}"), base, pool, name)
         pool.register_adapter(base, name, spec.gguf_adapter)
         runtime = pool.resolve(f"{base}:{name}")
         runtime.base.set_prompt_format(name, spec.prompt_format.render)
-        return LoraResponder(runtime, runtime.base.model_id)
+        return LoraResponder(runtime, runtime.base.model_id, pool, name)
 
 
 register_kind(LoraKind)
