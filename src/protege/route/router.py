@@ -191,8 +191,10 @@ class Router:
         log.info("routes loaded: %s", {t: r.mode for t, r in routes.items()} or "none")
         return True
 
-    @staticmethod
-    def _release(task_id: str, gone: ServedSpecialist) -> None:
+    def _release(self, task_id: str, gone: ServedSpecialist) -> None:
+        serving = self._state.specialists.get(task_id)
+        if serving is not None and serving.folder == gone.folder:
+            return  # promoted again meanwhile: the adapter it shares with the new one stays loaded
         try:
             gone.responder.release()
         except Exception as exc:  # noqa: BLE001 - a failed unload must not stop routing
