@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import time
 import unicodedata
@@ -59,6 +60,8 @@ CALIBRATION_SHARE = 0.2
 """The slice before the held-out calls on which the near-duplicate threshold is set."""
 MAX_FALSE_HITS = 0.03
 """Semantic caches in the field keep >= 97% of their hits correct."""
+MIN_TRUSTED_HITS = math.ceil(1 / MAX_FALSE_HITS - 2)
+"""Fewest near hits, all right, for (wrong + 1) / (hits + 2) to reach `MAX_FALSE_HITS` (32)."""
 MAX_EMBEDDED = 4000
 """Distinct requests embedded per task at most (the most recent)."""
 EMBEDDED_CHARS = 1000
@@ -271,28 +274,34 @@ class ReuseResponder(Responder):
         return completion, confidence
 
 
+def _history_key(task: TaskData) -> tuple:
+    """A task's history as it stands: a later pass with more calls embeds and calibrates again."""
+    return task.task_id, len(task.history), task.history[-1].id if task.history else None
+
+
 class AnswerReuse(SpecialistKind):
     name = "reuse"
     rank = 0
 
     def __init__(self) -> None:
-        self._near: dict[str, tuple[dict, dict]] = {}
-        """task id → (vectors, threshold fit), from `unfit` to `build`."""
+        self._near: dict[tuple, tuple[dict, dict]] = {}
+        """(task, its history) → (vectors, threshold fit), from `unfit` to `build`."""
 
     def _fit(self, task: TaskData) -> tuple[dict, dict]:
         if task.output_kind == "label":
             return {}, {"threshold": None, "checked": 0, "reason": "labels are the classifier's: it learns from every call"}
         slice_calls = int(len(task.history) * CALIBRATION_SHARE)
-        if slice_calls * (1 - MAX_FALSE_HITS) < 1 / MAX_FALSE_HITS - 2:  # too few to ever trust a threshold
+        if slice_calls < MIN_TRUSTED_HITS:  # too few to ever trust a threshold
             return {}, {"threshold": None, "checked": 0,
                         "reason": f"{slice_calls} calls to calibrate a similarity threshold on, too few"}
-        if task.task_id not in self._near:
+        key = _history_key(task)
+        if key not in self._near:
             try:
                 vectors = embed_requests(task.history)
             except ImportError as exc:
                 return {}, {"threshold": None, "checked": 0, "reason": str(exc)}
-            self._near[task.task_id] = (vectors, fit_near(task.history, vectors))
-        return self._near[task.task_id]
+            self._near[key] = (vectors, fit_near(task.history, vectors))
+        return self._near[key]
 
     def unfit(self, task: TaskData) -> str | None:
         keys = Counter(request_key(ex.request, ex.scope) for ex in as_examples(task.history))
@@ -300,7 +309,7 @@ class AnswerReuse(SpecialistKind):
             return None
         _, fit = self._fit(task)
         if fit["threshold"] is None:
-            self._near.pop(task.task_id, None)
+            self._near.pop(_history_key(task), None)
             why = fit.get("reason") or (f"no similarity kept near-duplicate false hits under {MAX_FALSE_HITS:.0%} "
                                         f"({fit['checked']} near hits checked)")
             return f"no request was asked twice; near-duplicates: {why}"
@@ -315,7 +324,7 @@ class AnswerReuse(SpecialistKind):
     def build(self, task: TaskData, folder: Path, options: BuildOptions) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         vectors, fit = self._fit(task)
-        self._near.pop(task.task_id, None)
+        self._near.pop(_history_key(task), None)
         cut = self._cut(task)
         index, heldout_index = build_index(task.history), build_index(task.history[:cut])
         (folder / ("heldout_" + INDEX)).write_text(json.dumps(heldout_index))
