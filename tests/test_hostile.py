@@ -326,7 +326,11 @@ def test_a_stream_ended_before_done_is_an_error_for_the_caller_and_in_the_log(sh
     with pytest.raises(openai.APIError, match=r"\[DONE\]"):
         for _ in client.chat.completions.create(**HI, stream=True):
             pass
-    [call] = [c for c in stored_calls(shared_gateway.home) if c.request.get("stream") and c.status != 200]
+    deadline = time.monotonic() + 10  # the caller sees the error before the gateway has logged the call
+    while not (broken := [c for c in stored_calls(shared_gateway.home) if c.request.get("stream") and c.status != 200]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [call] = broken
     assert call.status == 502 and "before `data: [DONE]`" in call.error and not call.is_success
     assert call.response["choices"][0]["message"]["content"] == "half an answer"  # what the caller saw, kept
 
