@@ -171,6 +171,17 @@ def test_a_number_after_my_number_is_a_phone(scrubber):
     assert scrubber.find("Your order number is 351702695.") == []
 
 
+@pytest.mark.parametrize("text", ["Contact: {n}", "Please contact me at {n} tomorrow.", "{n} is the number on the account.",
+                                  "{n} is my phone number."])
+def test_a_bare_number_beside_a_contact_cue_is_a_phone(scrubber, text):
+    """Nine to eleven digits in no national shape (33053658848, 340035790): the cue says what they are."""
+    for n in ("33053658848", "340035790"):
+        assert scrubber.scrub_text(text.format(n=n)) == text.format(n="<PHONE_1>")
+    for other in ("Order 340035790 is the order number.", "Please contact 3 people about ticket 340035790.",
+                  "Contacted 2 customers; refund 340035790 is pending."):
+        assert scrubber.find(other) == []
+
+
 def test_ids_that_are_not_mobiles_stay(scrubber):
     text = "Invoice 20240315001 was paid; order 58213, SKU 12345678, batch 10024031500 ship Friday."
     assert scrubber.find(text) == []

@@ -173,8 +173,14 @@ PHONE_RE = r"(?<![\w+.-])(?:\(\+?\d{1,5}\)[\s-]?)?" + _PHONE_CORE + r"(?![\w-])"
 # a number right after a phone cue ("Phone: 3760702148", "call me back at ...")
 PHONE_CUE_RE = (
     r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call(?:ed)?(?: me)?(?: back)?(?: at| on)?|caller|reach(?: \w+)? (?:at|on)"
+    r"|contact(?: me| us| them)?(?: at| on)?"
     r"|(?:my|your|his|her|their) (?:phone |mobile |cell )?number(?: is)?)\b[\s\"':=(]{0,4})"
     r"(?P<v>\+?\d[\d\s().-]{5,20}\d)(?![\w-])"
+)
+# ... or right before one ("0612345678 is the number on the account")
+PHONE_TRAILING_CUE_RE = (
+    r"(?<![\w+.-])(?P<v>\+?\d[\d\s().-]{5,20}\d)"
+    r"(?i:\s+is\s+(?:my|the|our|your|his|her|their)\s+(?:phone\s+|mobile\s+|cell\s+|contact\s+)?number\b)"
 )
 _DATE_RE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 
@@ -307,6 +313,7 @@ register_detector(
         [
             RegexDetector("phone", "PHONE", PHONE_RE, re.IGNORECASE, validate=_phone_ok),
             RegexDetector("phone_cue", "PHONE", PHONE_CUE_RE, validate=_cued_phone_ok),
+            RegexDetector("phone_trailing_cue", "PHONE", PHONE_TRAILING_CUE_RE, validate=_cued_phone_ok),
         ],
     ),
 )
