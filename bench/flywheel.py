@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--shadow-calls", type=int, default=200)
     ap.add_argument("--calls", type=int, default=None, help="use only the first N calls of the traces")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--home", type=Path, default=None, help="run in this folder and keep it (default: a temporary one)")
     args = ap.parse_args()
 
     from protege.demo import DemoOptions, run_demo
@@ -53,7 +54,7 @@ def main() -> None:
     load_before = os.getloadavg()
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="protege-bench-flywheel-") as tmp:
-        summary = run_demo(Path(tmp) / "home", opts)
+        summary = run_demo(args.home or Path(tmp) / "home", opts)
     totals, per_call = summary["report"], summary["usd_per_call"]
     served = summary["served_by_specialists"]
     results = {

@@ -86,3 +86,11 @@ def test_time_ordered_split_tests_on_the_newest_calls():
 def test_tiny_task_still_gets_one_test_call():
     s = split_by_task([rec(1, "x", task="z"), rec(2, "y", task="z")], test_share=0.2)["z"]
     assert (len(s.train), len(s.test)) == (1, 1)
+
+
+def test_a_task_with_enough_calls_holds_out_what_the_gate_needs():
+    """20% of 50 calls is 10; the gate needs 12: held out once the task has 4x that (48), not below."""
+    s = split_by_task(_many(), test_share=0.2, min_test=12)
+    assert (len(s["a"].train), len(s["a"].test)) == (38, 12)
+    assert (len(s["b"].train), len(s["b"].test)) == (8, 2)  # 10 calls: too few to spare 12
+    assert len(split_by_task(_many(n_a=200), test_share=0.2, min_test=12)["a"].test) == 40  # the share, when larger

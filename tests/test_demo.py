@@ -48,10 +48,12 @@ def test_demo_on_your_own_traces_finds_tasks_and_explains_the_gate(tmp_path, mon
     traces.write_text("".join(json.dumps(p) + "\n" for p in pairs))
     home = tmp_path / "demo"
     out = CliRunner().invoke(app, ["demo", "--home", str(home), "--traces", str(traces), "--min-examples", "10",
-                                   "--shadow-calls", "40", "--embedder", "hashing", "--lora-budget-s", "0", "--json"])
+                                   "--shadow-calls", "120", "--embedder", "hashing", "--lora-budget-s", "0", "--json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout[out.stdout.index("{"):])
     assert summary["live_calls"] == 90 and summary["served_by_specialists"] > 0
+    # reviewed every 40 calls: the phase ends once both specialists have their evidence, before the live calls run out
+    assert "      40 calls in shadow" in out.stderr or "      80 calls in shadow" in out.stderr
     assert "None" not in summary["tasks"]  # tasks are named by what protege found, not by missing labels
     with open_store(home / "protege.db") as store:
         gated = [d for d in store.decisions() if d.actor == "gate"]

@@ -122,7 +122,11 @@ def test_classifier_fits_closed_outputs_only():
     triage = records_of([triage_pair(rng, i) for i in range(40)])
     classifier = next(k for k in kinds() if k.name == "classifier")
     assert classifier.unfit(TaskData("t", "label", triage, [])) is None
-    assert "not a closed set" in classifier.unfit(TaskData("t", "text", triage, []))
+    canned = records_of([faq_pair(q, i) for i, q in enumerate(list(FAQ) * 10)])  # replies recur verbatim
+    assert classifier.unfit(TaskData("t", "text", canned, [])) is None
+    written = records_of([{**p, "response": completion(f"Your order {i} ships on day {i % 9 + 1}.", i)}
+                          for i, p in enumerate(faq_pair(q, 0) for q in list(FAQ) * 10)])
+    assert "not a closed set" in classifier.unfit(TaskData("t", "text", written, []))
     open_schema = {"type": "object", "properties": {"name": {"type": "string"}}}
     closed_schema = {"type": "object", "properties": {"queue": {"enum": ["a", "b"]}, "urgent": {"type": "boolean"}}}
 

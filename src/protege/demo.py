@@ -122,7 +122,10 @@ class DemoOptions:
     history_share: float = 0.7
     """The first part is the history the flywheel learns from; the rest is live traffic it never saw."""
     shadow_calls: int = 200
-    """Live calls sent while new specialists answer in shadow."""
+    """At most this many live calls are sent while new specialists answer in shadow."""
+    shadow_chunk: int = 40
+    """Live calls between two reviews of the shadow evidence: the shadow phase ends at the first review that
+    leaves no specialist in shadow (each was put on or demoted), as `protege flywheel watch` would."""
     max_tasks: int | None = None
     max_train_calls: int | None = None
     """Training calls per LoRA specialist (None: every curated call of the task)."""
@@ -185,16 +188,14 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
                            *(["--max-steps", str(opts.max_steps)] if opts.max_steps else [])])
             live_start = time.time()
             agent.answers.clear()  # from here on: live traffic, scored against the LLM's reference answers
-            shadow, rest = live[: opts.shadow_calls], live[opts.shadow_calls:]
             routing = agent.wait_for_routes(lambda r: all(t in r["serving"] for t in r["routes"]))
-            say(f"[4/6] {len(shadow)} live calls while {len(routing['serving'])} specialists answer in shadow "
-                "(the LLM still serves; the answers are compared)")
-            agent.send_all(shadow, 4)
-            agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
-            _protege(env, ["flywheel", "run", "--review-only"])
-            with open_store(home / "protege.db") as store:
-                modes = {t: r.mode for t, r in store.routes().items()}
-            routing = agent.wait_for_routes(lambda r: r["routes"] == modes and all(
+            say(f"[4/6] live calls while {len(routing['serving'])} specialists answer in shadow (the LLM still "
+                f"serves; the answers are compared), reviewed every {opts.shadow_chunk} calls until each has its "
+                f"evidence (at most {opts.shadow_calls} calls)")
+            modes, sent = _shadow_phase(env, agent, live[: opts.shadow_calls], opts.shadow_chunk, home)
+            rest = live[sent:]
+            say(f"      {sent} calls in shadow")
+            agent.wait_for_routes(lambda r: r["routes"] == modes and all(
                 t in r["serving"] for t, m in modes.items() if m != "off"))
             serving = sorted(t for t, m in modes.items() if m == "on")
             say(f"[5/6] {len(rest)} more live calls; specialists now serve {', '.join(serving) or 'no task'}")
@@ -248,6 +249,21 @@ class _Agent:
             if ready(routing) or time.monotonic() > deadline:
                 return routing
             time.sleep(0.5)
+
+
+def _shadow_phase(env: dict, agent: _Agent, calls: list[dict], chunk: int, home: Path) -> tuple[dict, int]:
+    """Send `calls` in chunks, reviewing the shadow evidence after each, until no route is left in shadow;
+    returns the routes' modes and how many calls were sent."""
+    sent = 0
+    while True:
+        agent.send_all(calls[sent: sent + chunk], 4)
+        sent = min(len(calls), sent + chunk)
+        agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
+        _protege(env, ["flywheel", "run", "--review-only"])
+        with open_store(home / "protege.db") as store:
+            modes = {t: r.mode for t, r in store.routes().items()}
+        if sent >= len(calls) or "shadow" not in modes.values():
+            return modes, sent
 
 
 def _protege(env: dict, args: list[str]) -> None:

@@ -58,6 +58,7 @@ def curate_calls(
     scrub: bool = True,
     near_duplicate_threshold: float | None = 0.9,
     test_share: float = 0.2,
+    min_test: int = 0,
     time_ordered: bool = False,
     seed: int = 0,
     include_unassigned: bool = False,
@@ -81,7 +82,7 @@ def curate_calls(
             if progress and i % 100 == 0:
                 progress(i)
         kept = cleaned
-    splits = result.datasets = split_by_task(kept, test_share=test_share, time_ordered=time_ordered, seed=seed)
+    splits = result.datasets = split_by_task(kept, test_share=test_share, min_test=min_test, time_ordered=time_ordered, seed=seed)
     for task, split in splits.items():
         result.splits[task or UNASSIGNED] = {"train": len(split.train), "test": len(split.test)}
     if out_dir is not None:

@@ -196,7 +196,7 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
     # when real text arrives (the shadow phase caught exactly that); realistic stand-ins keep the training
     # data private and shaped like what it will serve
     splits = curate_calls(records, scrubber=Scrubber(mode="fake"), test_share=opts.test_share,
-                          seed=opts.seed).datasets
+                          min_test=settings.gates.min_examples, seed=opts.seed).datasets
     profiles = sorted(analysis.profiles, key=lambda p: (-p.monthly_savings_usd[0], -p.calls))
     ladders: list[Ladder] = []
     for profile in profiles:

@@ -10,7 +10,10 @@ other kind on the held-out calls. A served answer is always one the LLM itself g
 valid by construction.
 
 Classes seen fewer than twice cannot be learnt; a task whose answers are mostly such singletons
-(free text, extraction) is unfit for this kind.
+(free text, extraction) is unfit for this kind. Free text whose answers recur verbatim (an FAQ
+answered from a handful of canned replies) is a closed set like any other: the classifier picks
+one of the LLM's own replies, and the calibration serves it only where that pick scores at the
+quality bar.
 """
 
 from __future__ import annotations
@@ -88,8 +91,6 @@ class EncoderClassifier(SpecialistKind):
 
     def unfit(self, task: TaskData) -> str | None:
         examples = as_examples(task.train)
-        if task.output_kind == "text":
-            return "free-text answers are not a closed set"
         if task.output_kind == "json":
             schemas = [(((ex.request.get("response_format") or {}).get("json_schema") or {}).get("schema"))
                        for ex in examples]
