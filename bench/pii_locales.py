@@ -12,9 +12,13 @@ How the data is made (seeded; nothing is read from disk but the project's own la
   phone formats (Faker), IBANs of 20 countries (compact, grouped, lower case), e-mails and cards.
 - Negatives: PII-free sentences in the same languages with cities and companies (Faker), products and
   capitalised words; and the project's own labelled set, tests/data/pii_cases.jsonl, for precision.
-- Three seeds: DEV_SEED was looked at while writing the rules. HELDOUT_SEED was not, until its first
+- Five seeds: DEV_SEED was looked at while writing the rules. HELDOUT_SEED was not, until its first
   run, whose false positives and phone misses led to three generic fixes (Korean place endings, the
-  "my number is" cue, HB/San. company forms); FRESH_SEED was added then and not looked at before its run.
+  "my number is" cue, HB/San. company forms); FRESH_SEED was added then and not looked at before its
+  first run, whose two phone misses then led to the "contact" and "is the number" cues; NEW_SEED was
+  added with that fix and not looked at before its first run, whose false positives then led to the
+  legal-form filter (a name followed by "S.L.", "San.", "A.Ş." is a company); LAST_SEED was added with
+  that filter and not looked at before its run.
 
 The baseline is the scrubber of `--baseline-ref` (default: main before this benchmark existed), taken
 with `git archive` into a temporary folder and run in a subprocess, in the same run and on the same
@@ -39,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "pii_locales.json"
 BASELINE_REF = "40d9dbe"
-DEV_SEED, HELDOUT_SEED, FRESH_SEED = 1301, 7919, 4241
+DEV_SEED, HELDOUT_SEED, FRESH_SEED, NEW_SEED, LAST_SEED = 1301, 7919, 4241, 60617, 52711
 NAMES_PER_LOCALE = 60
 LOCALES = ["pl_PL", "sv_SE", "tr_TR", "hi_IN", "zh_CN", "ja_JP", "pt_BR", "de_DE", "es_ES", "fr_FR", "it_IT", "ru_RU",
            "ko_KR", "vi_VN"]
@@ -272,7 +276,7 @@ def run_baseline(ref: str, cases_file: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref whose scrubber is the baseline")
-    ap.add_argument("--seeds", default=f"{DEV_SEED},{HELDOUT_SEED},{FRESH_SEED}", help="comma-separated case seeds")
+    ap.add_argument("--seeds", default=f"{DEV_SEED},{HELDOUT_SEED},{FRESH_SEED},{NEW_SEED},{LAST_SEED}", help="comma-separated case seeds")
     ap.add_argument("--score", type=Path, help=argparse.SUPPRESS)  # internal: score a cases file with the protege on PYTHONPATH
     args = ap.parse_args()
     if os.environ.get("PYTHONHASHSEED") != "0":  # some Faker providers (it_IT cities) pick from sets: fix the order
@@ -300,7 +304,9 @@ def main() -> None:
             os.unlink(f.name)
         role = {DEV_SEED: "dev (looked at while writing the rules)",
                 HELDOUT_SEED: "held out; its first run's misses were looked at (three generic fixes)",
-                FRESH_SEED: "fresh (not looked at before this run)"}.get(seed, "other")
+                FRESH_SEED: "fresh until its first run; its two phone misses were then looked at (one generic fix)",
+                NEW_SEED: "fresh until its first run; its false positives were then looked at (one generic fix)",
+                LAST_SEED: "fresh (not looked at before this run)"}.get(seed, "other")
         result["seeds"][str(seed)] = {"role": role, "cases": len(cases), "this_tree": ours, "baseline": base}
         _print(seed, role, ours, base)
     OUT.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -196,3 +196,15 @@ def test_iban_spellings(scrubber, iban):
 
 def test_iban_lookalikes_with_a_bad_checksum_stay(scrubber):
     assert "IBAN" not in [s.type for s in scrubber.find("Please refund to de88370400440532013000 by Friday.")]
+
+
+@pytest.mark.parametrize("text", ["The warehouse ships orders from Tanguy Camus S.A.S. on weekdays.",
+                                  "Luisina Blanco Vaquero S.L. moved its support desk to Ceuta.",
+                                  "Öcalan İnönü San. moved its support desk last year.", "Orders from Türk A.Ş. ship today."])
+def test_a_name_followed_by_a_legal_form_is_a_company(scrubber, text):
+    assert [s for s in scrubber.find(text) if s.type == "PERSON"] == []
+
+
+def test_a_person_beside_company_words_is_still_a_person(scrubber):
+    assert scrubber.scrub_text("Please call Maria Santos, SA office.") == "Please call <PERSON_1>, SA office."
+    assert scrubber.scrub_text("Anna Schmidt und Peter Müller kommen morgen.") == "<PERSON_1> und <PERSON_2> kommen morgen."

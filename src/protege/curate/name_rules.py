@@ -108,11 +108,20 @@ def _is_first(word: str, gaz: Gazetteer) -> bool:
 
 
 # a company's legal form right after a run makes it an organisation ("Sandström Larsson AB")
-_ORG_AFTER = re.compile(
-    r",?\s(?:AB|HB|KB|AG|AS|A/S|ASA|San\.|Şti\.|Ltd\.\s?Şti|BV|B\.V\.|GmbH|KG|OHG|SE|Oy|Oyj|NV|N\.V\.|Ltd|Ltda|LLC|LLP|Inc|Corp|PLC|plc|S\.?A\.?S?|"
-    r"S\.?L\.?|S\.?p\.?A\.?|s\.?r\.?l\.?|S\.?R\.?L\.?|S\.?C\.?|SARL|sp\.|spółka|A\.Ş\.|Ltd\.|e Figli|& Co|und|y Asociados|"
-    r"ve Ortakları|Holding|Group|Gruppe|Grupo|Inc\.|Co\.)(?![\w])"
+_LEGAL_FORMS = (
+    r"AB|HB|KB|AG|AS|A/S|ASA|San\.|Şti\.|Tic\.|Ltd\.\s?Şti|BV|B\.V\.|GmbH|KG|OHG|SE|Oy|Oyj|NV|N\.V\.|Ltd|Ltda|LLC|LLP|Inc|"
+    r"Corp|PLC|plc|S\.?A\.?S?|S\.?L\.?(?:N\.?E\.?)?|S\.?Com\.?|S\.?p\.?A\.?|s\.?r\.?l\.?|S\.?R\.?L\.?|S\.?C\.?|SARL|sp\.|spółka|"
+    r"Sp\.\s?k\.|A\.Ş\.|Ltd\.|e Figli|& Co|y Asociados|ve Ortakları|Holding|Group|Gruppe|Grupo|Inc\.|Co\."
 )
+_ORG_AFTER = re.compile(rf",?\s(?:{_LEGAL_FORMS}|und)(?![\w])")
+_LEGAL_AFTER = re.compile(rf"\s(?:{_LEGAL_FORMS})(?![\w])")  # no comma: "Maria Santos, SA office" is a person
+
+
+def organisation(text: str, start: int, end: int) -> bool:
+    """A company's legal form right after the span, or starting at its last word: "Öcalan İnönü San.",
+    "Tanguy Camus S.A.S." (a name detector may have taken the form's first letter into the span)."""
+    last = text.rfind(" ", start, end)
+    return bool(_LEGAL_AFTER.match(text, end) or (last > start and _LEGAL_AFTER.match(text, last)))
 
 
 def _sentence_start(text: str, start: int) -> bool:

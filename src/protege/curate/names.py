@@ -187,4 +187,4 @@ class PersonNameDetector(Detector):
                         cleaned = _clean_name(text, offset + ent.start_char, offset + ent.end_char)
                         if cleaned:
                             spans.append(Span(*cleaned, "PERSON"))
-        return spans
+        return [sp for sp in spans if not name_rules.organisation(text, sp.start, sp.end)]
