@@ -55,6 +55,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from protege.demo import free_port, stop_process
@@ -556,6 +557,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="after the rounds, py-spy the protege gateway through one saturate c=32 cell "
                          "(its summary goes into the results file under 'profile')")
+    ap.add_argument("--no-routing", dest="routing", action="store_false",
+                    help="measure protege without a task catalog (by default each protege target logs a few hundred "
+                         "calls, `protege analyze` writes its catalog, and every measured call is assigned a task)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--protege-cmd", default=None, help=argparse.SUPPRESS)  # A/B diagnostics: another `protege` launcher
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores) after the run")
@@ -687,6 +691,22 @@ def main() -> None:
         # -- the rounds ----------------------------------------------------------------------------------------------
         raw: list[dict] = []
         acked = {t: 0 for t in targets}
+        if args.routing:  # the hot path as a deployment runs it: every call is assigned a task and its route looked up
+            for target in (t for t in targets if t in PROTEGE_TARGETS):
+                res = run_cell(target, "saturate", 4, False, 2.0, 0.0)
+                acked[target] += res["ok"] + res["warmup_ok"]
+                home = work / f"{target}-home"
+                subprocess.run([str(Path(py).parent / "protege"), "analyze", "--embedder", "hashing", "--config",
+                                str(home / "protege.toml")], env=dict(os.environ, PROTEGE_HOME=str(home)), check=True,
+                               capture_output=True, cwd=work, timeout=300)
+                deadline = time.monotonic() + 30
+                while json.loads(urllib.request.urlopen(f"{urls[target]}/health", timeout=5).read())["routing"][
+                        "tasks_known"] == 0:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{target}: the task catalog was not loaded within 30 s; see {logs}")
+                    time.sleep(0.2)
+                time.sleep(4.0)  # the other workers' routers re-read the catalog too ([routing] refresh_s, 2 s)
+            print("routing on: every protege target assigns each call a task from its catalog", flush=True)
         for r in range(rounds):
             for ci, (scenario, conc, stream) in enumerate(cells):
                 k = (r + ci) % len(targets)
@@ -833,7 +853,7 @@ def main() -> None:
         "machine": info,
         "versions": versions() | {"litellm": litellm_version},
         "settings": {"rounds": rounds, "seconds_per_cell": seconds, "warmup_s_per_cell": warmup,
-                     "paced_delay_ms": args.paced_delay_ms, "nice": args.nice, "realtime": args.realtime, "targets": targets, "proxy_cpu": proxy_cpu,
+                     "paced_delay_ms": args.paced_delay_ms, "routing": args.routing, "nice": args.nice, "realtime": args.realtime, "targets": targets, "proxy_cpu": proxy_cpu,
                      "load_cpu": load_cpu, "cells": [{"scenario": s, "concurrency": c, "stream": st} for s, c, st in cells],
                      "load_generator": "aiohttp closed loop, keep-alive, separate process",
                      "upstream": "protege.gateway.replay (Starlette/uvicorn/uvloop/httptools), "
