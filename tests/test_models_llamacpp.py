@@ -11,6 +11,7 @@ import pytest
 from tests.models_support import require_local_extra, smollm2_path, smollm2_runtime
 from protege.models.errors import (
     InvalidOutputError,
+    InvalidRequestError,
     ModelFileError,
     TruncatedOutputError,
     UnsupportedSchemaError,
@@ -123,6 +124,41 @@ def test_required_tool_call_is_valid_over_several_tools(prompt):
     assert isinstance(call["function"]["arguments"], str)
     schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
     jsonschema.validate(json.loads(call["function"]["arguments"]), schemas[call["function"]["name"]])
+
+
+LABELS = ["account", "billing", "shipping", "technical"]
+
+
+@pytest.mark.parametrize("prompt", ["I was charged twice for my order.", "The app crashes when I open it.",
+                                    "Where is my parcel? It is a week late."])
+def test_a_label_constraint_makes_every_answer_one_of_the_labels(prompt):
+    """A label specialist's own output space: the base model, asked with no format, rambles; held to the labels,
+    every answer is exactly one of them (what a LoRA label specialist decodes under, see train/lora.py)."""
+    from protege.models.constrain import plan_labels
+
+    runtime = smollm2_runtime()
+    request = {"messages": [{"role": "system", "content": "Route the ticket to one queue: " + ", ".join(LABELS)},
+                            {"role": "user", "content": prompt}], "max_tokens": 24, "temperature": 0}
+    free = runtime.complete(request)["choices"][0]["message"]["content"]
+    completion, confidence = runtime.complete_scored(request, plan=plan_labels(LABELS + ["account"]))
+    assert free.strip() not in LABELS
+    assert completion["choices"][0]["message"]["content"] in LABELS
+    assert completion["choices"][0]["finish_reason"] == "stop" and 0 <= confidence <= 1
+    with pytest.raises(InvalidRequestError, match="at least one non-empty label"):
+        plan_labels(["", "  "])
+
+
+def test_a_lora_label_specialist_decodes_under_its_labels_unless_the_request_asks_a_format():
+    from protege.train.lora import LoraResponder
+
+    responder = LoraResponder(smollm2_runtime(), "smollm2-135m", labels=LABELS)
+    request = {"messages": [{"role": "user", "content": "My card was charged twice."}], "max_tokens": 24}
+    completion, _ = responder.respond(request)
+    assert completion["choices"][0]["message"]["content"] in LABELS
+    schema = {"type": "object", "properties": {"queue": {"enum": ["money", "tech"]}}, "required": ["queue"],
+              "additionalProperties": False}
+    completion, _ = responder.respond(json_request(schema, "My card was charged twice.", max_tokens=40))
+    assert json.loads(completion["choices"][0]["message"]["content"])["queue"] in ("money", "tech")  # the caller's format
 
 
 def test_named_tool_choice_forces_that_function():

@@ -236,6 +236,16 @@ def plan_output(request: dict) -> OutputPlan:
     return OutputPlan(kind="json", grammar=grammar, schema=schema)
 
 
+def plan_labels(labels: Any) -> OutputPlan:
+    """Text that must be exactly one of `labels`: a label specialist's own output space, for requests that carry no
+    `response_format` (the label set comes from the specialist's training data, never from the caller)."""
+    options = sorted({str(label) for label in labels if str(label).strip()})
+    if not options:
+        raise InvalidRequestError("a label constraint needs at least one non-empty label")
+    lark = "start: " + " | ".join(json.dumps(label, ensure_ascii=False) for label in options)
+    return OutputPlan(kind="text", grammar=_llguidance().LLMatcher.grammar_from_lark(lark))
+
+
 def _plan_tools(functions: list[dict], choice: Any, parallel: bool) -> OutputPlan:
     by_name = {fn["name"]: fn for fn in functions}
     require_call = choice == "required"

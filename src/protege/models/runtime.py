@@ -308,11 +308,11 @@ class LocalRuntime(Runtime):
         else:
             formats[adapter] = render
 
-    def _start(self, request: dict, adapter: str | None,
-               track_confidence: bool = False) -> tuple[OutputPlan, Generation, str]:
+    def _start(self, request: dict, adapter: str | None, track_confidence: bool = False,
+               plan: OutputPlan | None = None) -> tuple[OutputPlan, Generation, str]:
         if not isinstance(request, dict):
             raise InvalidRequestError("the request body must be a JSON object")
-        plan = plan_output(request)
+        plan = plan or plan_output(request)
         params = SamplingParams.from_request(request)
         prompt = self.__dict__.get("_prompt_formats", {}).get(adapter, self.render)(request)
         gen = Generation(iter(()), track_confidence)
@@ -328,10 +328,11 @@ class LocalRuntime(Runtime):
     def complete(self, request: dict, adapter: str | None = None) -> dict:
         return self.complete_scored(request, adapter, track_confidence=False)[0]
 
-    def complete_scored(self, request: dict, adapter: str | None = None,
-                        track_confidence: bool = True) -> tuple[dict, float | None]:
-        """`complete`, plus the answer's confidence (`Generation.confidence`) for routing decisions."""
-        plan, gen, model = self._start(request, adapter, track_confidence)
+    def complete_scored(self, request: dict, adapter: str | None = None, track_confidence: bool = True,
+                        plan: OutputPlan | None = None) -> tuple[dict, float | None]:
+        """`complete`, plus the answer's confidence (`Generation.confidence`) for routing decisions. `plan`: the
+        output constraint to decode under instead of the request's own (a label specialist's label set)."""
+        plan, gen, model = self._start(request, adapter, track_confidence, plan)
         text = "".join(gen)
         content, tool_calls = plan.parse(text, gen.finish_reason)
         completion = completion_dict(model, content, tool_calls, gen.finish_reason, gen.prompt_tokens,
@@ -385,8 +386,9 @@ class AdapterRuntime(Runtime):
     def complete(self, request: dict) -> dict:
         return self.base.complete(request, adapter=self.adapter)
 
-    def complete_scored(self, request: dict, track_confidence: bool = True) -> tuple[dict, float | None]:
-        return self.base.complete_scored(request, self.adapter, track_confidence)
+    def complete_scored(self, request: dict, track_confidence: bool = True,
+                        plan: OutputPlan | None = None) -> tuple[dict, float | None]:
+        return self.base.complete_scored(request, self.adapter, track_confidence, plan)
 
     def stream(self, request: dict) -> Iterator[dict]:
         return self.base.stream(request, adapter=self.adapter)

@@ -2,8 +2,9 @@
 
 For extraction, tool calls and text: the open outputs no cheaper kind can give. It trains on
 every curated call of the task up to `max_train_calls` (None: all of them), and is served with
-its pruned prompt and constrained decoding (the request's JSON schema or its tools' schemas; a
-label task without `response_format` decodes unconstrained and the router checks the label).
+its pruned prompt and constrained decoding: the request's JSON schema or its tools' schemas, and for
+a label task without `response_format` the labels the LLM gave in training (`labels` in the
+manifest), so every answer is one of them; the router still checks the label.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskDat
 
 
 class LoraResponder(Responder):
-    def __init__(self, runtime: Any, model_name: str, pool: Any = None, adapter: str | None = None):
+    def __init__(self, runtime: Any, model_name: str, pool: Any = None, adapter: str | None = None,
+                 labels: list[str] | None = None):
         self.runtime, self.model_name = runtime, model_name
         self._pool, self._adapter = pool, adapter
+        self._label_plan = None
+        if labels:
+            from protege.models.constrain import plan_labels
+
+            self._label_plan = plan_labels(labels)
 
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
         if not hasattr(self.runtime, "complete_scored"):  # a serving engine: it reports no confidence
             return self.runtime.complete(request), None
-        return self.runtime.complete_scored(request)
+        own = self._label_plan is not None and not request.get("response_format") and not request.get("tools")
+        return self.runtime.complete_scored(request, plan=self._label_plan if own else None)
 
     def queue_wait_s(self) -> float:
         wait = getattr(self.runtime, "estimated_wait_s", None)
@@ -52,7 +60,12 @@ class LoraKind(SpecialistKind):
         spec = load_specialist(folder)
         if spec.gguf_adapter is None:
             raise RuntimeError(f"no GGUF adapter ({spec.manifest.get('gguf_export_error')}): it cannot be served")
-        refresh_manifest(folder, kind=self.name)
+        labels = None
+        if task.output_kind == "label":  # the output space its decoding is held to
+            from protege.specialist.examples import as_examples
+
+            labels = sorted({str(ex.answer.get("content") or "").strip() for ex in as_examples(train)} - {""})
+        refresh_manifest(folder, kind=self.name, **({"labels": labels} if labels else {}))
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
         spec = load_specialist(folder)
@@ -70,7 +83,7 @@ class LoraKind(SpecialistKind):
         pool.register_adapter(base, name, spec.gguf_adapter)
         runtime = pool.resolve(f"{base}:{name}")
         runtime.base.set_prompt_format(name, spec.prompt_format.render)
-        return LoraResponder(runtime, runtime.base.model_id, pool, name)
+        return LoraResponder(runtime, runtime.base.model_id, pool, name, spec.manifest.get("labels"))
 
 
 register_kind(LoraKind)
