@@ -2,10 +2,11 @@
 
 Every task gets the same held-out share (default 20%) with at least one held-out call once it has
 two, and at least `min_test` (what the promotion gate needs to judge a specialist) once it has four
-times that many: a task of 130 calls is judged on 30 held-out calls, not on 26 the gate would refuse. `time_ordered=True` trains on each task's older calls and tests on its newer ones (the
-realistic setting: the specialist is judged on traffic it has not seen); otherwise the split is a
-seeded shuffle, decided per call by a hash of (seed, call id) order, so it does not change when
-unrelated calls are added.
+times that many: a task of 130 calls is judged on 30 held-out calls, not on 26 the gate would refuse.
+`time_ordered=True` trains on each task's older calls and tests on its newer ones (the realistic
+setting: the specialist is judged on traffic it has not seen); otherwise the split is a seeded
+shuffle, decided per call by a hash of (seed, call id) order, so it does not change when unrelated
+calls are added.
 """
 
 from __future__ import annotations
