@@ -192,7 +192,7 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
             say(f"[4/6] live calls while {len(routing['serving'])} specialists answer in shadow (the LLM still "
                 f"serves; the answers are compared), reviewed every {opts.shadow_chunk} calls until each has its "
                 f"evidence (at most {opts.shadow_calls} calls)")
-            modes, sent = _shadow_phase(env, agent, live[: opts.shadow_calls], opts.shadow_chunk, home)
+            modes, sent = _shadow_phase(agent, live[: opts.shadow_calls], opts.shadow_chunk, home, say)
             rest = live[sent:]
             say(f"      {sent} calls in shadow")
             agent.wait_for_routes(lambda r: r["routes"] == modes and all(
@@ -251,16 +251,20 @@ class _Agent:
             time.sleep(0.5)
 
 
-def _shadow_phase(env: dict, agent: _Agent, calls: list[dict], chunk: int, home: Path) -> tuple[dict, int]:
+def _shadow_phase(agent: _Agent, calls: list[dict], chunk: int, home: Path, say) -> tuple[dict, int]:
     """Send `calls` in chunks, reviewing the shadow evidence after each, until no route is left in shadow;
     returns the routes' modes and how many calls were sent."""
+    from protege.config import load_settings
+    from protege.flywheel import review_routes
+
+    settings = load_settings(home / "protege.toml")
     sent = 0
     while True:
         agent.send_all(calls[sent: sent + chunk], 4)
         sent = min(len(calls), sent + chunk)
         agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
-        _protege(env, ["flywheel", "run", "--review-only"])
-        with open_store(home / "protege.db") as store:
+        with open_store(home / "protege.db") as store:  # `protege flywheel run --review-only`, in this process
+            review_routes(store, settings, say)
             modes = {t: r.mode for t, r in store.routes().items()}
         if sent >= len(calls) or "shadow" not in modes.values():
             return modes, sent
