@@ -376,3 +376,24 @@ def test_dashboard_in_headless_chromium(home, start_gateway, tmp_path):
     keep = Path(__file__).parent.parent / ".pytest_cache" / "dashboard.png"
     keep.parent.mkdir(exist_ok=True)
     keep.write_bytes(png)  # to look at
+
+
+def test_long_task_ids_wrap_between_their_words_in_80_columns(tmp_path):
+    from rich.console import Console
+
+    from protege.report.savings import fold_at_hyphens
+
+    assert fold_at_hyphens("classify-technical-billing-account", 20) == "classify-technical-\nbilling-account"
+    assert fold_at_hyphens("short-name", 20) == "short-name"
+    assert fold_at_hyphens("averyveryverylongwordwithout-hyphens", 10) == "averyveryverylongwordwithout-\nhyphens"
+    task = "classify-technical-billing-account-escalations"
+    with open_store(tmp_path / "p.db") as store:
+        store.add_calls([CallRecord(id=f"c{i}", ts=T0 + i, request={"model": "m", "messages": []}, task_id=task,
+                                    served_by="upstream:default", cost_usd=0.001) for i in range(5)])
+        console = Console(width=80, record=True)
+        render_terminal(build_report(store, since=T0), console)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    first = next(i for i, line in enumerate(lines) if line.startswith("classify-"))
+    head, tail = lines[first].split()[0], lines[first + 1].split()[0]
+    assert head.endswith("-") and head + tail in task and task.startswith(head + tail)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from protege.evaluate.metrics import percentile
 from protege.report.candidates import candidates_html, change_text, latest_gates, render_why, specialist_kind
@@ -255,9 +257,11 @@ def render_terminal(report: dict, console=None) -> None:
     table.add_column("mode", no_wrap=True)
     for col in ("calls", "served", "fallback", "spend\n[dim]of all-LLM[/]"):
         table.add_column(col, **right)
-    for t in report["tasks"]:
-        table.add_row(escape(t["task_id"]), _mode_markup(t), str(t["calls"]), pct(t["specialist_share"]),
-                      pct(t["fallback_rate"]), f"{usd(t['spend_usd'])}\n[dim]of {usd(t['counterfactual_usd'])}[/]")
+    rows = [[_mode_markup(t), str(t["calls"]), pct(t["specialist_share"]), pct(t["fallback_rate"]),
+             f"{usd(t['spend_usd'])}\n[dim]of {usd(t['counterfactual_usd'])}[/]"] for t in report["tasks"]]
+    room = _first_column_room(console.width, [c.header for c in table.columns[1:]], rows)
+    for t, row in zip(report["tasks"], rows):
+        table.add_row(escape(fold_at_hyphens(t["task_id"], room)), *row)
     console.print(table)
     console.print("[dim]served: share of calls a specialist answered; fallback: share of a specialist's tries "
                   "the LLM took over[/]")
@@ -265,8 +269,11 @@ def render_terminal(report: dict, console=None) -> None:
     table.add_column("route", overflow="fold")
     for col in ("calls", "errors", "p50", "p95"):
         table.add_column(col, **right)
-    for r in report["routes"]:
-        table.add_row(escape(r["route"]), str(r["calls"]), str(r["errors"]), ms(r["latency_p50_ms"]), ms(r["latency_p95_ms"]))
+    rows = [[str(r["calls"]), str(r["errors"]), ms(r["latency_p50_ms"]), ms(r["latency_p95_ms"])]
+            for r in report["routes"]]
+    room = _first_column_room(console.width, [c.header for c in table.columns[1:]], rows)
+    for r, row in zip(report["routes"], rows):
+        table.add_row(escape(fold_at_hyphens(r["route"], room)), *row)
     console.print(table)
     render_why(report["tasks"], console)
     if report["decisions"]:
@@ -279,6 +286,33 @@ def render_terminal(report: dict, console=None) -> None:
             grid.add_row(when(d["ts"], "%m-%d %H:%M"),
                          f"{escape(d['task_id'])}: {escape(change)}\n[dim]{escape(d['reason'])}[/]")
         console.print(grid)
+
+
+def fold_at_hyphens(name: str, width: int) -> str:
+    """`name` on lines of at most `width` characters, broken after hyphens ("classify-technical-" /
+    "billing-account"), so a long task id wraps between its words; a part longer than a line is left whole
+    (the table folds it)."""
+    if len(name) <= width:
+        return name
+    lines, line = [], ""
+    for part in re.split(r"(?<=-)", name):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join([*lines, line])
+
+
+def _first_column_room(width: int, headers: list, rows: list[list[str]]) -> int:
+    """Characters left for a table's first column once the other columns (widest cell, markup removed) and the
+    gaps between columns are laid out in `width`."""
+    from rich.text import Text
+
+    def cell_width(cell: Any) -> int:
+        return max((Text.from_markup(line).cell_len for line in str(cell).split("\n")), default=0)
+
+    others = [max([cell_width(h), *(cell_width(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    return max(12, width - sum(others) - 2 * len(others) - 1)
 
 
 def render_html(report: dict, title: str = "protege: savings and quality") -> str:
