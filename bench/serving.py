@@ -14,6 +14,7 @@ runs interleaved (raw, protege, raw, protege...) so background load hits both al
 
 Run:  PYTHONPATH=src .venv/bin/python bench/serving.py [--rounds 5] [--threads 2]
       PYTHONPATH=src .venv/bin/python bench/serving.py --sweep   # only the load part, other results kept
+      PYTHONPATH=src .venv/bin/python bench/serving.py --classifier   # only the classifier specialist under load
 Writes bench/results/serving.json.
 """
 
@@ -67,7 +68,20 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="run only the load sweep; keep the file's other results")
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--calls-per-client", type=int, default=3)
+    ap.add_argument("--classifier", action="store_true",
+                    help="run only the classifier specialist's load sweep; keep the file's other results")
     args = ap.parse_args()
+    if args.classifier:
+        from serving_load import classifier_sweep
+
+        out = Path(args.out)
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results["classifier_concurrency"] = classifier_sweep([int(c) for c in args.clients.split(",")],
+                                                             max(args.calls_per_client, 16))
+        results["classifier_concurrency"]["load_average_at_end"] = os.getloadavg()
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["classifier_concurrency"], indent=2))
+        return
     if args.sweep:
         out = Path(args.out)
         results = json.loads(out.read_text()) if out.exists() else {}

@@ -10,6 +10,11 @@ client against a 2-token call (prefill + one decode step, the same HTTP path), a
 concurrency designs side by side in-process (a pool of contexts splitting the threads, batched
 decoding, one context), same 16 requests.
 
+`classifier_sweep` (`bench/serving.py --classifier`): the specialist the ladder deploys for a label task, the
+MiniLM classifier, trained by a flywheel pass on the bundled demo traces' ticket triage calls and served by two
+gateways on the same home in the same run: request embeddings batched across concurrent calls (the default)
+against one embedding per call on its own thread (`PROTEGE_BATCH_EMBEDDINGS=0`, the path before).
+
 Called by bench/serving.py (`--sweep` runs only this part and keeps the file's other results).
 """
 
@@ -54,18 +59,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def _cell(url: str, make_body, clients: int, calls: int) -> dict:
+async def _cell(url: str, make_body, clients: int, calls: int, headers: dict | None = None) -> dict:
     import aiohttp
 
-    latencies, statuses = [], {}
+    latencies, statuses, served_by = [], {}, {}
     counter = iter(range(calls))
 
     async def client(session):
         for i in counter:
             t = time.perf_counter()
-            async with session.post(url, json=make_body(i)) as resp:
+            async with session.post(url, json=make_body(i), headers=headers) as resp:
                 await resp.read()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                route = resp.headers.get("x-protege-served-by", "").split(":")[0] or "none"
+                served_by[route] = served_by.get(route, 0) + 1
             if resp.status == 200:
                 latencies.append(time.perf_counter() - t)
 
@@ -74,7 +81,7 @@ async def _cell(url: str, make_body, clients: int, calls: int) -> dict:
         await asyncio.gather(*(client(session) for _ in range(clients)))
         wall = time.perf_counter() - start
     return {"clients": clients, "calls": calls, "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "calls_per_s": round(len(latencies) / wall, 2), "p50_ms": round(1000 * statistics.median(latencies)),
+            "served_by": served_by, "calls_per_s": round(len(latencies) / wall, 2), "p50_ms": round(1000 * statistics.median(latencies)),
             "p95_ms": round(1000 * pct(latencies, 0.95)), "max_ms": round(1000 * max(latencies))}
 
 
@@ -104,16 +111,93 @@ async def _ttft(url: str, rounds: int) -> dict:
                     "(its HTTP included)"}
 
 
-def _gateway(home: Path, parallel: int):
+def _gateway(home: Path, parallel: int | None = None, args: list[str] = (), env: dict | None = None,
+             log: str = "gateway.log"):
     from protege.demo import free_port, start_process
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "protege.toml").write_text(f"[serving]\nparallel = {parallel}\nmax_queue = 64\ncontext_tokens = 1024\n")
+    if parallel is not None:
+        (home / "protege.toml").write_text(f"[serving]\nparallel = {parallel}\nmax_queue = 64\ncontext_tokens = 1024\n")
     port = free_port()
-    env = os.environ.copy() | {"PROTEGE_HOME": str(home), "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
-    proc = start_process(["serve", "--port", str(port)], f"http://127.0.0.1:{port}/health", env=env,
-                         log_file=home / "gateway.log")
+    env = os.environ.copy() | {"PROTEGE_HOME": str(home), "PYTHONPATH": str(Path(__file__).parent.parent / "src")} | (env or {})
+    proc = start_process(["serve", "--port", str(port), *args], f"http://127.0.0.1:{port}/health", env=env,
+                         log_file=home / log)
     return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def classifier_sweep(concurrency: list[int], calls_per_client: int, history: int = 600) -> dict:
+    """The triage classifier through the gateway, embeddings batched vs one per call (see the module docstring)."""
+    import json
+
+    import httpx
+
+    from protege.config import load_settings
+    from protege.demo import demo_traces_path, free_port, load_traces, start_process, stop_process
+    from protege.flywheel import FlywheelOptions, run_pass
+    from protege.records import CallRecord
+    from protege.store import open_store
+
+    lines = [x for x in load_traces(demo_traces_path()) if x["metadata"]["task"] == "ticket_triage"]
+    past, live = lines[:history], lines[history:]
+    home = Path(tempfile.mkdtemp(prefix="protege-bench-classifier-"))
+    os.environ["PROTEGE_HOME"] = str(home)
+    (home / "protege.toml").write_text("[gates]\nshadow_first = false\n\n[routing]\nrefresh_s = 0.2\n"
+                                       "audit_share = 0.0\n")
+    with open_store(home / "protege.db") as store:
+        store.add_calls([CallRecord(id=f"triage-{i:05d}", ts=x["metadata"]["ts"], request=x["request"],
+                                    response=x["response"], workload=x["metadata"]["workload"],
+                                    served_by="upstream:default", cost_usd=0.0005) for i, x in enumerate(past)])
+        report = run_pass(store, load_settings(), FlywheelOptions(embedder="minilm", kinds=["classifier"]))
+    promoted = [t for t in report.trained if t["action"] == "promote"]
+    recordings = home / "recordings.jsonl"
+    recordings.write_text("".join(json.dumps({"request": x["request"], "response": x["response"]}) + "\n"
+                                  for x in lines))
+    port = free_port()
+    upstream = start_process(["replay", str(recordings), "--port", str(port)], f"http://127.0.0.1:{port}/health",
+                             log_file=home / "replay.log")
+    cells = []
+    try:
+        for server, batched in (("one_embedding_per_call", "0"), ("batched_embeddings", "1")):
+            proc, url = _gateway(home, args=["--upstream", f"http://127.0.0.1:{port}/v1"],
+                                 env={"PROTEGE_BATCH_EMBEDDINGS": batched}, log=f"gateway-{server}.log")
+            health = url.replace("/v1/chat/completions", "/health")
+            try:
+                deadline = time.time() + 120
+                while not httpx.get(health).json()["routing"]["serving"]:
+                    if time.time() > deadline:
+                        raise RuntimeError(f"the gateway did not load the classifier: see {home}/gateway-{server}.log")
+                    time.sleep(0.2)
+                headers = {"x-protege-workload": live[0]["metadata"]["workload"]}
+
+                def body(i):
+                    return live[i % len(live)]["request"]
+
+                asyncio.run(_cell(url, body, 1, 4, headers))  # warm-up: MiniLM loads on the first call
+                for clients in concurrency:
+                    cell = asyncio.run(_cell(url, body, clients, max(16, clients * calls_per_client), headers))
+                    cells.append({"server": server, **cell})
+                    print(cells[-1], file=sys.stderr, flush=True)
+            finally:
+                stop_process(proc)
+    finally:
+        stop_process(upstream)
+    top = max(concurrency)
+
+    def at(server):
+        return next(c for c in cells if c["server"] == server and c["clients"] == top)
+
+    gain = at("batched_embeddings")["calls_per_s"] / at("one_embedding_per_call")["calls_per_s"]
+    p95 = at("batched_embeddings")["p95_ms"]
+    return {
+        "cells": cells,
+        "specialist": promoted[0]["candidates"][-1]["reason"] if promoted else "none promoted",
+        "targets": {f"short_answer_p95_ms_at_{top}": {"value": p95, "target": 1000, "met": p95 < 1000},
+                    f"throughput_x_at_{top}": round(gain, 2)},
+        "setup": {"history": f"the first {history} ticket-triage calls of the bundled demo traces, one flywheel pass "
+                             "(classifier kind only, promoted straight to on, no audit calls)",
+                  "calls": "the later triage calls, never trained on, sent closed-loop with keep-alive",
+                  "gateway": "protege serve on the same home, one process each, upstream: protege replay"},
+    }
 
 
 def sweep(concurrency: list[int], calls_per_client: int) -> dict:

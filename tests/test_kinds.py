@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
 from protege.records import CallRecord, call_scope
@@ -197,6 +200,48 @@ def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start
         assert elsewhere.headers["x-protege-fallback"] == "no_match"
     finally:
         stop_process(upstream)
+
+
+def test_concurrent_requests_share_embedding_passes_and_each_gets_its_own_rows():
+    """The classifier's and reuse's embedder under a gateway's concurrent request threads: calls that arrive
+    while a pass runs are embedded together, and every caller gets exactly the vectors of its own texts."""
+    from protege.cluster.embed import BatchingEmbedder
+    from protege.train.kinds import sentence_embedder
+
+    shared = sentence_embedder()
+    assert isinstance(shared, BatchingEmbedder)
+    inner, batching = shared.inner, BatchingEmbedder(shared.inner)
+    rng = random.Random(3)
+    texts = [triage_pair(rng, i)["request"]["messages"][1]["content"] for i in range(48)]
+    alone = np.vstack([inner.embed([t]) for t in texts])
+    start = threading.Barrier(16)
+
+    def caller(k: int) -> list:
+        start.wait()
+        return [batching.embed(texts[i:i + 1 + i % 2]) for i in range(k, 48, 16)]  # one or two texts a call
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(caller, range(16)))
+    for k, rows in enumerate(answers):
+        for i, got in zip(range(k, 48, 16), rows):
+            np.testing.assert_allclose(got, alone[i:i + 1 + i % 2], atol=1e-5)
+    assert batching.calls == 48 and batching.passes < 48
+
+
+def test_an_embedding_pass_that_fails_fails_its_callers_only():
+    from protege.cluster.embed import BatchingEmbedder, HashingEmbedder
+
+    class Refuses(HashingEmbedder):
+        def embed(self, texts):
+            if "poison" in texts:
+                raise ValueError("cannot embed poison")
+            return super().embed(texts)
+
+    batching = BatchingEmbedder(Refuses())
+    with pytest.raises(ValueError, match="poison"):
+        batching.embed(["poison"])
+    assert batching.embed(["fine"]).shape == (1, 1024)  # the thread lives on
+    assert batching.embed([]).shape[0] == 0
 
 
 def test_a_kind_with_too_few_held_out_calls_is_not_built(home):

@@ -7,7 +7,8 @@ Built-ins, registered in `EMBEDDERS` the way a plugin would be:
   `pip install 'protege[analyze]'`; torch is imported only when it is first used.
 - `hashing`: character n-gram feature hashing (numpy only): no model, weaker semantics, instant.
 
-`CachedEmbedder` wraps either and embeds each distinct text once.
+`CachedEmbedder` wraps either and embeds each distinct text once; `BatchingEmbedder` lets concurrent
+callers (a gateway's request threads) share forward passes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -149,6 +151,70 @@ class CachedEmbedder(Embedder):
         if not cut:
             return np.zeros((0, 1), dtype=np.float32)
         return np.stack([self.cache[t] for t in cut])
+
+
+class BatchingEmbedder(Embedder):
+    """Concurrent callers share forward passes: every `embed` call joins a queue, and one thread embeds
+    whatever is queued (up to `max_batch` texts) in a single call of the inner embedder, then hands each caller
+    its own rows. Nothing waits for a batch to fill: a call that finds the thread idle runs at once, and the
+    calls that arrive while a pass runs form the next one (measured on 2 cores, MiniLM: 19 ms per text one at a
+    time, from 16 threads at once too, 6 ms per text in batches of 16)."""
+
+    def __init__(self, inner: Embedder, max_batch: int = 64):
+        self.inner, self.max_batch = inner, max_batch
+        self.name = inner.name
+        self._queue: list[_Job] = []
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.calls = 0
+        self.passes = 0
+        """`embed` calls answered and inner forward passes run (passes < calls when calls shared them)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        job = _Job(list(texts))
+        if not job.texts:
+            return self.inner.embed(job.texts)
+        with self._ready:
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="protege-embed", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                batch, n = [], 0
+                while self._queue and (not batch or n + len(self._queue[0].texts) <= self.max_batch):
+                    batch.append(self._queue.pop(0))
+                    n += len(batch[-1].texts)
+            try:
+                vectors = self.inner.embed([t for job in batch for t in job.texts])
+                start = 0
+                for job in batch:
+                    job.result, start = vectors[start:start + len(job.texts)], start + len(job.texts)
+            except Exception as e:  # noqa: BLE001 - every caller of the pass gets the error, the thread lives on
+                for job in batch:
+                    job.error = e
+            self.passes += 1
+            self.calls += len(batch)
+            for job in batch:
+                job.done.set()
+
+
+class _Job:
+    __slots__ = ("done", "error", "result", "texts")
+
+    def __init__(self, texts: list[str]):
+        self.texts, self.done = texts, threading.Event()
+        self.result: np.ndarray | None = None
+        self.error: Exception | None = None
 
 
 register_embedder("hashing", HashingEmbedder)

@@ -16,6 +16,7 @@ would: a package adds a kind through the `protege.kinds` entry-point group (`nam
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -172,7 +173,10 @@ def user_text(request: dict, max_chars: int = 2000) -> str:
 @lru_cache(maxsize=1)
 def sentence_embedder() -> Any:
     """all-MiniLM-L6-v2, inputs cut at 256 tokens: what the classifier and near-duplicate reuse embed requests with
-    (one per process, loaded on first use)."""
-    from protege.cluster.embed import MiniLMEmbedder
+    (one per process, loaded on first use). Concurrent requests share forward passes (`BatchingEmbedder`);
+    `PROTEGE_BATCH_EMBEDDINGS=0` embeds each call on its own thread instead (the path before batching, kept for
+    bench/serving.py's side-by-side run)."""
+    from protege.cluster.embed import BatchingEmbedder, MiniLMEmbedder
 
-    return MiniLMEmbedder(max_seq_length=256)
+    inner = MiniLMEmbedder(max_seq_length=256)
+    return inner if os.environ.get("PROTEGE_BATCH_EMBEDDINGS") == "0" else BatchingEmbedder(inner)
