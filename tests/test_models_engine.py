@@ -9,6 +9,7 @@ No GPU here: the real vLLM run is left to a session that has one.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -57,9 +58,15 @@ class StandInEngine(BaseHTTPRequestHandler):
             return self._send(404, {"error": {"message": f"The model `{body['model']}` does not exist.",
                                               "code": "model_not_found"}})
         content = json.dumps({"city": body["model"]}) if body.get("response_format") else body["model"]
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+        if body.get("logprobs"):  # the model's own top-2 per token: sure of the first, hesitant on the second
+            choice["logprobs"] = {"content": [
+                {"token": "{", "logprob": -0.01, "top_logprobs": [{"token": "{", "logprob": -0.01},
+                                                                  {"token": " ", "logprob": -4.6}]},
+                {"token": "Rome", "logprob": -0.4, "top_logprobs": [{"token": "Milan", "logprob": -1.2},
+                                                                    {"token": "Rome", "logprob": -0.4}]}]}
         return self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-                                "choices": [{"index": 0, "finish_reason": "stop",
-                                             "message": {"role": "assistant", "content": content}}],
+                                "choices": [choice],
                                 "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
 
 
@@ -103,7 +110,11 @@ def test_promotion_loads_the_adapter_requests_name_it_and_demotion_unloads_it(en
     sent = StandInEngine.received[-1][1]
     assert sent["model"] == name and sent["response_format"]["json_schema"]["schema"] == CITY  # the adapter answers
     assert json.loads(completion["choices"][0]["message"]["content"]) == {"city": name}
-    assert completion["model"] == f"smollm2-135m:{name}" and confidence is None and responder.queue_wait_s() == 0.0
+    assert completion["model"] == f"smollm2-135m:{name}" and responder.queue_wait_s() == 0.0
+    # confidence as llama.cpp gives it (the least sure token's top-1 minus top-2), from the engine's logprobs
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    assert confidence == pytest.approx(math.exp(-0.4) - math.exp(-1.2))
+    assert "logprobs" not in completion["choices"][0]  # asked for by protege, not by the caller
     assert pool.resolve("smollm2-135m").complete({"messages": request["messages"]})["choices"][0]["message"][
         "content"] == BASE
 
@@ -150,3 +161,13 @@ def test_serving_settings_need_an_engine_url_for_vllm():
     with pytest.raises(ValidationError):
         Settings.model_validate({"serving": {"backend": "sglang"}})
     assert Settings().serving.runtime_options() == {"parallel": 1, "max_queue": 64, "n_ctx": 4096}
+
+
+def test_confidence_from_logprobs_is_none_when_the_server_gives_none_or_garbage():
+    from protege.models.remote import logprob_margin
+
+    assert logprob_margin(None) is None and logprob_margin([]) is None
+    assert logprob_margin([{"token": "a", "logprob": -0.1}]) is None  # no alternatives listed
+    assert logprob_margin([{"top_logprobs": [{"logprob": "high"}]}]) is None
+    assert logprob_margin(["not a token"]) is None
+    assert logprob_margin([{"top_logprobs": [{"logprob": 0.0}]}]) == 1.0  # the only candidate: certain

@@ -7,12 +7,20 @@ with multi-LoRA, an adapter is picked by sending the adapter's name as `model`
 that carries it is rewritten to `response_format` before it leaves. Whatever the server
 claims, the answer is validated against the request's schema and tools with jsonschema: an
 invalid or truncated answer raises, as with the local runtimes.
+
+`complete_scored` gives a specialist's answer its confidence the way the local runtimes do, the
+smallest top-1 minus top-2 token probability of the answer, from the server's `logprobs` (asked
+for with `top_logprobs: 2`, and stripped from the answer again); a server that returns none
+gives None, and the router then serves only what a threshold of 0 allows. vLLM reports the
+model's own probabilities, before its structured-output mask: a threshold calibrated on one
+engine holds for that engine, not for llama.cpp's masked margins.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -103,14 +111,34 @@ class RemoteRuntime(Runtime):
         return resp
 
     def complete(self, request: dict) -> dict:
-        resp = self._post(self._body(request, stream=False))
+        return self._complete(request, self._body(request, stream=False))[0]
+
+    def complete_scored(self, request: dict, track_confidence: bool = True,
+                        plan: Any = None) -> tuple[dict, float | None]:
+        """`complete`, plus the answer's confidence from the server's token log-probabilities. `plan` (a label
+        specialist's own label set) is not sent: servers spell choice constraints differently; the router checks
+        the label."""
+        if not track_confidence or request.get("logprobs"):
+            return self.complete(request), None
+        completion, tokens = self._complete(request, self._body(request, stream=False) | {"logprobs": True,
+                                                                                           "top_logprobs": 2})
+        return completion, logprob_margin(tokens)
+
+    def _complete(self, request: dict, body: dict) -> tuple[dict, Any]:
+        """(the validated completion, its first choice's `logprobs.content` when protege asked for them)."""
+        resp = self._post(body)
         try:
             completion = resp.json()
         except ValueError as exc:
             raise RuntimeRequestError(502, f"{self.base_url} answered with non-JSON: {resp.text[:200]!r}",
                                       "bad_upstream_response") from exc
         completion["model"] = self.model_id
-        return validate_completion(request, completion) if self.validate else completion
+        tokens = None
+        if body.get("logprobs") and not request.get("logprobs"):  # asked for by protege, not by the caller
+            choices = completion.get("choices") if isinstance(completion.get("choices"), list) else []
+            logprobs = [c.pop("logprobs", None) for c in choices if isinstance(c, dict)]
+            tokens = (logprobs[0] or {}).get("content") if logprobs and isinstance(logprobs[0], dict) else None
+        return (validate_completion(request, completion) if self.validate else completion), tokens
 
     def stream(self, request: dict) -> Iterator[dict]:
         """Relay the server's chunks; the reassembled answer is validated before the last chunk is sent."""
@@ -141,6 +169,21 @@ class RemoteRuntime(Runtime):
 
     def close(self) -> None:
         self.client.close()
+
+
+def logprob_margin(tokens: Any) -> float | None:
+    """The smallest top-1 minus top-2 probability over an answer's tokens (OpenAI `logprobs.content` entries with
+    `top_logprobs`); None when the server sent none. A token with one alternative listed counts as certain."""
+    if not isinstance(tokens, list) or not tokens:
+        return None
+    margins = []
+    for token in tokens:
+        top = sorted((t.get("logprob") for t in (token.get("top_logprobs") or []) if isinstance(t, dict)
+                      and isinstance(t.get("logprob"), (int, float))), reverse=True) if isinstance(token, dict) else []
+        if not top:
+            return None
+        margins.append(math.exp(top[0]) - (math.exp(top[1]) if len(top) > 1 else 0.0))
+    return max(0.0, min(margins))
 
 
 def _server_error(resp: Any, base_url: str) -> RuntimeRequestError:

@@ -29,7 +29,7 @@ class LoraResponder(Responder):
             self._label_plan = plan_labels(labels)
 
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
-        if not hasattr(self.runtime, "complete_scored"):  # a serving engine: it reports no confidence
+        if not hasattr(self.runtime, "complete_scored"):  # a runtime that cannot score its answers
             return self.runtime.complete(request), None
         own = self._label_plan is not None and not request.get("response_format") and not request.get("tools")
         return self.runtime.complete_scored(request, plan=self._label_plan if own else None)
