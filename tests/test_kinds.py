@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -66,8 +67,29 @@ def records_of(pairs: list[dict], workload: str = "support", client: str | None 
             for i, p in enumerate(pairs)]
 
 
+@contextlib.contextmanager
+def gateway_serving(start_gateway, pairs: list[dict], tmp_path, tasks: set[str]):
+    """A gateway in front of a replay of `pairs`, once it serves the specialists of `tasks`."""
+    from protege.demo import free_port, start_process, stop_process
+
+    recordings = tmp_path / "recordings.jsonl"
+    recordings.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    port = free_port()
+    upstream = start_process(["replay", str(recordings), "--port", str(port)], f"http://127.0.0.1:{port}/health",
+                             log_file=tmp_path / "replay.log")
+    try:
+        gw = start_gateway(upstream=f"http://127.0.0.1:{port}/v1")
+        deadline = time.time() + 120
+        while not tasks <= set(httpx.get(gw.base + "/health").json()["routing"]["serving"]):
+            assert time.time() < deadline, f"the gateway did not load the specialists of {tasks}"
+            time.sleep(0.2)
+        yield gw
+    finally:
+        stop_process(upstream)
+
+
 def test_the_ladder_lists_kinds_cheapest_first():
-    assert [k.name for k in kinds()][:3] == ["reuse", "classifier", "lora"]
+    assert [k.name for k in kinds()][:4] == ["reuse", "classifier", "incontext", "lora"]
 
 
 def test_answer_reuse_stays_in_its_scope_expires_and_keeps_counts(tmp_path):
@@ -147,7 +169,6 @@ def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start
     """The flywheel builds the cheapest kind that passes for each task; the gateway serves them: the classifier
     answers a ticket it never saw, reuse answers a repeated question in its own scope only."""
     from protege.config import load_settings
-    from protege.demo import free_port, start_process, stop_process
     from protege.flywheel import FlywheelOptions, run_pass
     from protege.store import open_store
 
@@ -157,8 +178,6 @@ def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start
     home.mkdir(parents=True, exist_ok=True)
     (home / "protege.toml").write_text("[gates]\nmin_examples = 10\nshadow_first = false\n\n"
                                        "[routing]\nrefresh_s = 0.2\naudit_share = 0.0\n")
-    recordings = tmp_path / "recordings.jsonl"
-    recordings.write_text("".join(json.dumps(p) + "\n" for p in triage + faq))
     with open_store(home / "protege.db") as store:
         store.add_calls(records_of(triage + faq))
         report = run_pass(store, load_settings(), FlywheelOptions(embedder="hashing", kinds=["reuse", "classifier"],
@@ -174,15 +193,7 @@ def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start
     assert candidates["reuse"]["verdict"] == "skip" and "asked twice" in candidates["reuse"]["reason"]
     assert candidates["classifier"]["quality"] >= 0.9
 
-    port = free_port()
-    upstream = start_process(["replay", str(recordings), "--port", str(port)], f"http://127.0.0.1:{port}/health",
-                             log_file=tmp_path / "replay.log")
-    try:
-        gw = start_gateway(upstream=f"http://127.0.0.1:{port}/v1")
-        deadline = time.time() + 120
-        while set(httpx.get(gw.base + "/health").json()["routing"]["serving"]) != set(promoted):
-            assert time.time() < deadline, "the gateway did not load both specialists"
-            time.sleep(0.2)
+    with gateway_serving(start_gateway, triage + faq, tmp_path, set(promoted)) as gw:
         client = httpx.Client(base_url=gw.url, timeout=60, headers={"x-protege-workload": "support"})
         unseen = {"model": "gpt-4o", "messages": [{"role": "system", "content": TRIAGE_SYSTEM}, {
             "role": "user", "content": "Hello, I was billed twice for the same order and want my money back."}]}
@@ -198,8 +209,6 @@ def test_classifier_and_reuse_are_gated_and_served_by_a_real_gateway(home, start
         elsewhere = client.post("/chat/completions", json=faq[0]["request"], headers={"x-protege-workload": "sales"})
         assert elsewhere.headers["x-protege-served-by"] == "upstream:default"
         assert elsewhere.headers["x-protege-fallback"] == "no_match"
-    finally:
-        stop_process(upstream)
 
 
 def test_concurrent_requests_share_embedding_passes_and_each_gets_its_own_rows():
@@ -242,6 +251,67 @@ def test_an_embedding_pass_that_fails_fails_its_callers_only():
         batching.embed(["poison"])
     assert batching.embed(["fine"]).shape == (1, 1024)  # the thread lives on
     assert batching.embed([]).shape[0] == 0
+
+
+def test_in_context_examples_go_after_the_system_prompt_and_only_single_turn_calls_are_shown():
+    from protege.specialist.examples import as_examples
+    from protege.train.incontext import InContextKind, _shot, with_examples
+
+    request = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]}
+    shots = [({"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"})]
+    assert [m["content"] for m in with_examples(request, shots)["messages"]] == ["S", "q1", "a1", "Q"]
+    assert request["messages"][1]["content"] == "Q"  # the caller's request is not changed
+
+    rng = random.Random(2)
+    single = records_of([triage_pair(rng, i) for i in range(3)])
+    multi = records_of([triage_pair(rng, i) for i in range(3)], client="b")
+    for r in multi:
+        r.request = r.request | {"messages": [*r.request["messages"], {"role": "assistant", "content": "billing"},
+                                              {"role": "user", "content": "and again"}]}
+    assert all(_shot(ex) is None for ex in as_examples(multi))
+    assert _shot(as_examples(single)[0])[1] == {"role": "assistant", "content": single[0].response["choices"][0][
+        "message"]["content"]}
+    assert InContextKind().unfit(TaskData("t", "label", multi + single[:2], [])) == (
+        "2 single-turn training calls to show as examples, needs 3")
+    assert InContextKind().unfit(TaskData("t", "label", single, [])) is None
+
+
+def test_in_context_specialist_is_gated_and_served_by_a_real_gateway(home, start_gateway, tmp_path):
+    """SmolLM2-135M untrained, shown the 3 most similar logged tickets: the flywheel builds, evaluates and gates it
+    like any kind; put on, the gateway answers an unseen ticket with one of the LLM's labels."""
+    from protege.config import load_settings
+    from protege.flywheel import FlywheelOptions, run_pass
+    from protege.route.gates import set_mode
+    from protege.store import open_store
+    from protege.train.kinds import open_specialist
+
+    rng = random.Random(11)
+    triage = [triage_pair(rng, i) for i in range(120)]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "protege.toml").write_text("[gates]\nmin_examples = 10\nshadow_first = false\n\n"
+                                       "[routing]\nrefresh_s = 0.2\naudit_share = 0.0\n")
+    with open_store(home / "protege.db") as store:
+        store.add_calls(records_of(triage))
+        report = run_pass(store, load_settings(), FlywheelOptions(embedder="hashing", kinds=["incontext"],
+                                                                  min_calls=20, eval_calls=10))
+        [task] = report.trained
+        [candidate] = task["candidates"]
+        assert candidate["kind"] == "incontext" and candidate["verdict"] in ("promote", "hold"), candidate
+        assert candidate["n"] == 10 and candidate["quality"] >= 0.7 and candidate["valid_rate"] == 1.0
+        manifest, responder = open_specialist(candidate["folder"])
+        assert manifest["labels"] == sorted(PHRASES) and manifest["base_model"]["name"] == "smollm2-135m"
+        ticket = {"model": "gpt-4o", "messages": [{"role": "system", "content": TRIAGE_SYSTEM}, {
+            "role": "user", "content": "Hello, my parcel has not arrived yet and the tracking number does not work."}]}
+        shown = responder.nearest(ticket)
+        assert len(shown) == 3 and shown[-1][1]["content"] == "shipping"  # the closest example sits last
+        set_mode(store, task["task"], "on", specialist=candidate["folder"], min_confidence=0.0)
+
+    with gateway_serving(start_gateway, triage, tmp_path, {task["task"]}) as gw:
+        served = httpx.post(gw.url + "/chat/completions", json=ticket, timeout=120,
+                            headers={"x-protege-workload": "support"})
+        assert served.headers["x-protege-served-by"] == f"specialist:{task['task']}", served.text
+        assert served.json()["choices"][0]["message"]["content"] in PHRASES
+        assert served.json()["model"] == f"smollm2-135m-incontext:{task['task']}"
 
 
 def test_a_kind_with_too_few_held_out_calls_is_not_built(home):

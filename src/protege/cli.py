@@ -784,7 +784,7 @@ def flywheel_run(
     min_calls: Annotated[int, typer.Option(help="Fewest calls a task needs.")] = 40,
     max_train_calls: Annotated[Optional[int], typer.Option(help="Training calls per LoRA specialist (default: all).")] = None,
     eval_calls: Annotated[int, typer.Option(help="Held-out calls to evaluate and calibrate a LoRA specialist on.")] = 40,
-    kind: Annotated[Optional[list[str]], typer.Option(help="Only this specialist kind: reuse, classifier, lora "
+    kind: Annotated[Optional[list[str]], typer.Option(help="Only this specialist kind: reuse, classifier, incontext, lora "
                                                            "(repeatable; default: every kind, cheapest first).")] = None,
     licence: Annotated[Optional[list[str]], typer.Option(help="A licence the base model may have (repeatable; "
                                                               "default: permissive licences only).")] = None,

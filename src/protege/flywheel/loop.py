@@ -10,9 +10,10 @@
 4. pick the tasks worth a specialist (most valuable first: monthly savings, then volume) that
    need one: none yet, `retrain_growth` more calls than its specialist saw, or demoted;
 5. climb the ladder of specialist kinds (`protege.train.kinds`), cheapest first: answer reuse and
-   the encoder classifier for every task (seconds each), then LoRA training for the tasks still
-   unserved, the most saving per training token first, inside `lora_budget_s`; each build goes
-   into a new versioned folder `vN-KIND`, so a serving specialist is never overwritten;
+   the encoder classifier for every task (seconds each), then, for the tasks still unserved and
+   the most saving per training token first, the base model with in-context examples (no
+   training) and LoRA training, inside `lora_budget_s`; each build goes into a new versioned
+   folder `vN-KIND`, so a serving specialist is never overwritten;
 6. evaluate + calibrate each as served (its `Responder`: for LoRA llama.cpp, pruned prompt,
    constrained decoding) on its held-out calls → eval.json and calibration.json;
 7. gate: `judge_calibration` promotes the first kind that passes (to shadow first, by default) or
@@ -67,7 +68,8 @@ class FlywheelOptions:
     """Licences the base model may have (None: selection's permissive default list)."""
     lora_budget_s: float | None = None
     """Seconds of LoRA training in a pass (None: no limit): the tasks that save the most per training token go
-    first, each with an equal share of what is left (its optimizer steps stop there)."""
+    first, each with an equal share of what is left (its optimizer steps stop there). Evaluating an in-context
+    candidate, tried before a task's LoRA, runs on the same clock."""
     train_text: bool = False
     """Also train LoRA specialists for free-text tasks (only worth it with an LLM judge, see docs/routing.md)."""
     eval_calls: int = 40
@@ -222,15 +224,19 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
     own_pool = pool is None
     try:
         for ladder in ladders:  # the cheap kinds first, for every task: seconds each
-            pool = ladder.climb(lambda kind: kind.name != "lora", pool)
-        # then LoRA training, where it pays most per training token, inside the pass's budget
-        for ladder in ladders:  # LoRA's own reasons not to train (free text, no held-out calls) come first
+            pool = ladder.climb(lambda kind: not kind.generative, pool)
+        # then the local language models, where they pay most per training token, inside the pass's budget
+        for ladder in ladders:  # their own reasons not to build (free text, no held-out calls) come first
             if ladder.chosen is None:
-                ladder.climb(lambda kind, lad=ladder: kind.name == "lora" and lad.unfit(kind) is not None, pool)
-        waiting = sorted((lad for lad in ladders if lad.chosen is None and not lad.tried("lora")),
+                ladder.climb(lambda kind, lad=ladder: kind.generative and lad.unfit(kind) is not None, pool)
+        waiting = sorted((lad for lad in ladders if lad.chosen is None and lad.untried_generative()),
                          key=lambda lad: -lad.value_per_training_char())
         lora_started = time.time()
         for i, ladder in enumerate(waiting):
+            # in-context examples need no training: tried first, their evaluation inside the budget's clock
+            pool = ladder.climb(lambda kind: kind.generative and kind.name != "lora", pool)
+            if ladder.chosen is not None or "lora" not in ladder.untried_generative():
+                continue
             if opts.lora_budget_s is not None:  # an equal share of what is left for each task still waiting
                 left = opts.lora_budget_s - (time.time() - lora_started)
                 if left < MIN_LORA_S:
@@ -296,7 +302,7 @@ class Ladder:
     def unfit(self, kind: Any) -> str | None:
         """Why `kind` will not be built for this task (None: it will)."""
         reason = kind.unfit(self.task)
-        if reason is None and kind.name == "lora" and self.task.output_kind == "text" and not self.opts.train_text:
+        if reason is None and kind.generative and self.task.output_kind == "text" and not self.opts.train_text:
             reason = FREE_TEXT_REASON
         if reason is None:
             held_out = len(kind.heldout(self.task))
@@ -306,6 +312,13 @@ class Ladder:
 
     def tried(self, kind_name: str) -> bool:
         return any(c["kind"] == kind_name for c in self.candidates)
+
+    def untried_generative(self) -> list[str]:
+        """The generative kinds this pass may still build for the task."""
+        from protege.train.kinds import kinds
+
+        return [k.name for k in kinds() if k.generative and not self.tried(k.name)
+                and (self.opts.kinds is None or k.name in self.opts.kinds)]
 
     def climb(self, which: Callable[[Any], bool], pool: Any) -> Any:
         """Try the kinds `which` selects until one passes; returns the `LocalModelPool` (made when needed)."""
@@ -320,7 +333,7 @@ class Ladder:
             if reason is not None:
                 self.candidates.append({"kind": kind.name, "verdict": "skip", "reason": reason})
                 continue
-            if kind.name == "lora" and pool is None:
+            if kind.generative and pool is None:
                 from protege.models.serving import LocalModelPool
 
                 pool = LocalModelPool()  # llama.cpp's own default: decoding on half the cores (spin-wait)
@@ -340,7 +353,7 @@ class Ladder:
             train_s = time.time() - t0
             responder = kind.open(folder, pool, heldout=True)
             examples = kind.heldout(self.task)
-            if kind.name == "lora":  # generation is the slow part: a sample of the held-out calls
+            if kind.generative:  # generation is the slow part: a sample of the held-out calls
                 examples = examples[: self.opts.eval_calls]
             longest = max(len(str(ex.answer)) for ex in examples)
             report, cal = evaluate_served(responder, examples, quality_ratio=self.policy.min_quality_ratio,

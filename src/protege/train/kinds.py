@@ -4,7 +4,8 @@
 |--------------|------------------------------------------------------|-------------|-------------------|
 | `reuse`      | a request that repeats one the LLM already answered  | any task    | `train.reuse`     |
 | `classifier` | closed outputs: labels, JSON of enums and booleans   | ~20 ms, CPU | `train.classifier`|
-| `lora`       | extraction, tool calls, text: a LoRA-tuned small LM  | llama.cpp   | here              |
+| `incontext`  | the base small LM shown the 3 most similar calls     | llama.cpp   | `train.incontext` |
+| `lora`       | extraction, tool calls, text: a LoRA-tuned small LM  | llama.cpp   | `train.lora`      |
 
 A kind is one class: `build` writes a self-describing folder from the task's calls (the
 manifest's `kind` names the class), `open` loads that folder as a `Responder`: the object the
@@ -87,6 +88,9 @@ class SpecialistKind(ABC):
     name: ClassVar[str]
     rank: ClassVar[int]
     """Position on the ladder: lower is cheaper to serve and tried first."""
+    generative: ClassVar[bool] = False
+    """Answers with a local language model: built after the cheap kinds of every task, in the pass's budget, and
+    judged on a sample of the held-out calls (`eval_calls`)."""
 
     def unfit(self, task: TaskData) -> str | None:
         """Why this kind cannot serve the task (None: it may)."""
@@ -114,7 +118,7 @@ def register_kind(kind: type[SpecialistKind]) -> type[SpecialistKind]:
     return kind
 
 
-DEFAULT_KINDS = ("protege.train.reuse", "protege.train.classifier", "protege.train.lora")
+DEFAULT_KINDS = ("protege.train.reuse", "protege.train.classifier", "protege.train.incontext", "protege.train.lora")
 """Built-in kinds, imported (and so registered) the way an entry point's module would be."""
 
 

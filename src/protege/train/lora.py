@@ -47,6 +47,7 @@ class LoraResponder(Responder):
 class LoraKind(SpecialistKind):
     name = "lora"
     rank = 3
+    generative = True
 
     def build(self, task: TaskData, folder: Path, options: BuildOptions) -> None:
         from protege.train.commands import train_task
