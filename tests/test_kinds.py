@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
+import select
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -251,6 +254,15 @@ def test_an_embedding_pass_that_fails_fails_its_callers_only():
         batching.embed(["poison"])
     assert batching.embed(["fine"]).shape == (1, 1024)  # the thread lives on
     assert batching.embed([]).shape[0] == 0
+    reader, writer = os.pipe()
+    if (pid := os.fork()) == 0:  # a forked child (a worker process) has no embedding thread of its own yet
+        os.write(writer, str(batching.embed(["in the child"]).shape).encode())
+        os._exit(0)
+    answered = select.select([reader], [], [], 30)[0]
+    if not answered:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert answered and os.read(reader, 100) == b"(1, 1024)", "the forked child's embed call hung"
 
 
 def test_in_context_examples_go_after_the_system_prompt_and_only_single_turn_calls_are_shown():

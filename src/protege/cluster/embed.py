@@ -165,7 +165,8 @@ class BatchingEmbedder(Embedder):
         self.name = inner.name
         self._queue: list[_Job] = []
         self._ready = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._starting = threading.Lock()
         self.calls = 0
         self.passes = 0
         """`embed` calls answered and inner forward passes run (passes < calls when calls shared them)."""
@@ -174,11 +175,14 @@ class BatchingEmbedder(Embedder):
         job = _Job(list(texts))
         if not job.texts:
             return self.inner.embed(job.texts)
+        if self._pid != os.getpid():  # first use, or a forked child: the parent's thread did not come along
+            with self._starting:
+                if self._pid != os.getpid():
+                    self._queue, self._ready = [], threading.Condition()
+                    threading.Thread(target=self._run, name="protege-embed", daemon=True).start()
+                    self._pid = os.getpid()
         with self._ready:
             self._queue.append(job)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="protege-embed", daemon=True)
-                self._thread.start()
             self._ready.notify()
         job.done.wait()
         if job.error is not None:
