@@ -70,7 +70,23 @@ def proc_sample(pid: int) -> dict:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     stat = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
     return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1), "fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "threads": int(fields["Threads"]), "cpu_s": round((int(stat[11]) + int(stat[12])) / CLK_TCK, 2)}
+            "fd_kinds": fd_kinds(pid), "threads": int(fields["Threads"]),
+            "cpu_s": round((int(stat[11]) + int(stat[12])) / CLK_TCK, 2)}
+
+
+def fd_kinds(pid: int) -> dict:
+    """Open fds by what they point at: sockets, pipes, anon inodes (eventfd, epoll), or the file's name with its
+    digits folded (so a growing count of one kind, or of one file, shows which resource grows)."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed between listdir and readlink
+            continue
+        kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:", "anon_inode:")) else \
+            "".join("#" if c.isdigit() else c for c in Path(target).name)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def pct(values: list[float], q: float) -> float | None:
