@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from protege.cli import app
@@ -83,3 +84,18 @@ def test_demo_refuses_traces_it_cannot_use(tmp_path):
         assert "Cannot read" in str(e)
     else:
         raise AssertionError("a fake .gz was accepted")
+
+
+def test_an_unknown_specialist_kind_is_refused_before_any_work(tmp_path):
+    """A misspelt or path-like --kind would make the pass build nothing: refused with the known kinds, at once."""
+    from protege.config import Settings
+    from protege.demo import DemoOptions, run_demo
+    from protege.flywheel import FlywheelOptions, run_pass
+    from protege.store import open_store
+
+    for bad in ("../../etc/passwd", "LoRA", ""):
+        with pytest.raises(RuntimeError, match="unknown specialist kind.*known: reuse, classifier, incontext, lora"):
+            run_demo(tmp_path / "demo", DemoOptions(kinds=(bad,)))
+        assert not (tmp_path / "demo").exists()
+        with open_store(tmp_path / "p.db") as store, pytest.raises(ValueError, match="unknown specialist kind"):
+            run_pass(store, Settings(), FlywheelOptions(kinds=[bad]))

@@ -440,6 +440,9 @@ def demo(
                                                         "{'request', 'response'} lines, replayed in file order.")] = None,
     licence: Annotated[Optional[list[str]], typer.Option(help="A licence base models may have (repeatable; default: "
                                                               "permissive licences only).")] = None,
+    kind: Annotated[Optional[list[str]], typer.Option(help="A specialist kind to try (repeatable; default: reuse, "
+                                                           "classifier, lora; add incontext to try in-context examples "
+                                                           "too, which takes minutes more on a CPU).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """The main job: the whole loop on the bundled agent traces (or --traces FILE), from logging to specialists
@@ -449,7 +452,7 @@ def demo(
     opts = DemoOptions(calls=calls, max_tasks=max_tasks, max_train_calls=max_train_calls, max_steps=max_steps,
                        eval_calls=eval_calls, min_examples=min_examples, shadow_calls=shadow_calls,
                        embedder=embedder, concurrency=concurrency, traces=traces, licences=licence,
-                       lora_budget_s=lora_budget_s)
+                       lora_budget_s=lora_budget_s, **({"kinds": tuple(kind)} if kind else {}))
     try:
         summary = run_demo(home, opts, console=err if json else console)
     except RuntimeError as e:

@@ -152,7 +152,14 @@ class DemoOptions:
 
 def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> dict:
     """The whole loop on the bundled traces in `home` (emptied first); returns the summary it prints."""
+    from protege.train.kinds import kind_named
+
     opts = options or DemoOptions()
+    for kind in opts.kinds or []:  # refused now, not after the history is replayed
+        try:
+            kind_named(kind)
+        except ValueError as e:
+            raise RuntimeError(f"{e} (--kind)") from None
     say = console.print if console else print
     traces = opts.traces.resolve() if opts.traces else bundled_traces()
     lines = load_traces(traces, opts.calls)

@@ -40,7 +40,7 @@ from protege.config import Settings
 from protege.records import CallRecord
 from protege.route.gates import Verdict, apply_verdict, judge_calibration, live_stats, review_live
 from protege.store.base import CallFilter, Store
-from protege.train.kinds import TaskData, output_kind_of
+from protege.train.kinds import TaskData, kind_named, output_kind_of
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
     from protege.curate.scrub import Scrubber
 
     opts = options or FlywheelOptions()
+    for name in opts.kinds or []:  # a misspelt kind would silently build nothing
+        kind_named(name)
     started = time.time()
     report = PassReport(reviewed=review_routes(store, settings, say))
     # the LLM's answers only: a specialist's or local model's output never becomes training data
