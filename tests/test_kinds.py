@@ -326,6 +326,38 @@ def test_in_context_specialist_is_gated_and_served_by_a_real_gateway(home, start
         assert served.json()["model"] == f"smollm2-135m-incontext:{task['task']}"
 
 
+def test_a_pseudonymized_specialist_sees_its_training_space_and_answers_in_the_callers_terms():
+    """Trained on calls whose PII the flywheel replaced by fake values, a generative specialist gets each request
+    with the same replacements (what it learnt from), and its answer's replacements go back to the caller's values."""
+    import re
+
+    from protege.curate.scrub import Scrubber
+    from protege.train.lora import LoraResponder
+
+    seen: list[dict] = []
+
+    class CopyingModel:  # a stand-in for SmolLM2 that copies the sender into the JSON answer, as extraction does
+        def complete_scored(self, request, plan=None):
+            seen.append(request)
+            m = re.search(r"From: (.+) <(.+)>", request["messages"][-1]["content"])
+            content = json.dumps({"customer_name": m.group(1), "email": m.group(2)})
+            return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}, 0.9
+
+    email = ("From: Priya Müller <priya.muller@fastmail.com>\nSubject: Order\n\nHi, I'd like to return 1 x Cotton "
+             "Bath Towel from order #43943639.\n\nThanks,\nPriya Müller")
+    request = {"model": "gpt-4o", "messages": [{"role": "system", "content": "Extract the order."},
+                                               {"role": "user", "content": email}]}
+    answer, confidence = LoraResponder(CopyingModel(), "m", pseudonymized={"seed": 0}).respond(request)
+    text = seen[-1]["messages"][-1]["content"]
+    assert "Priya" not in text and "fastmail" not in text  # no caller PII reaches the model
+    curated = Scrubber(mode="fake", seed=0).scrub_record(records_of([{"request": request, "response": completion(
+        json.dumps({"customer_name": "Priya Müller"}), 0)}])[0])
+    assert curated.request["messages"][-1]["content"] == text  # exactly the text its training calls had
+    assert json.loads(answer["choices"][0]["message"]["content"]) == {"customer_name": "Priya Müller",
+                                                                      "email": "priya.muller@fastmail.com"}
+    assert confidence == 0.9 and request["messages"][-1]["content"] == email  # the caller's request is untouched
+
+
 def test_a_kind_with_too_few_held_out_calls_is_not_built(home):
     """Known before training: the gate could never pass it, so no time is spent on it, and the hold says why."""
     from protege.config import Settings
@@ -341,6 +373,8 @@ def test_a_kind_with_too_few_held_out_calls_is_not_built(home):
     [candidate] = task["candidates"]
     assert task["action"] == "hold" and candidate["verdict"] == "skip"
     assert candidate["reason"] == "12 held-out calls to judge it on, the gate needs 30"
+    assert task["reason"] == ("no specialist kind was built (classifier: 12 held-out calls to judge it on, "
+                              "the gate needs 30)")  # the hold says why, not only the report's candidate rows
     assert not list((home / "specialists").rglob("specialist.json"))  # nothing was built
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -89,6 +90,17 @@ class ScrubSession:
             )
         return self.replacements[key]
 
+    def restore(self, value: Any) -> Any:
+        """`value` (a message, JSON text or string) with each replacement this session made turned back into its
+        original: a model that only ever saw replacements answers in the caller's own terms."""
+        back: dict[str, str] = {}
+        for original in sorted(self.known, key=len, reverse=True):  # a name's fake stands for the whole name
+            back.setdefault(self.replacement(self.known[original], original), original)
+        if not back:
+            return value
+        rx = re.compile("|".join(re.escape(fake) for fake in sorted(back, key=len, reverse=True)))
+        return _rewrite(value, lambda text: rx.sub(lambda m: back[m.group(0)], text))
+
     def remember(self, type_: str, value: str) -> None:
         if value not in self.known:
             self.known[value] = type_
@@ -108,12 +120,15 @@ class Scrubber:
     `mode`: "placeholder" (`<EMAIL_1>`) or "fake" (realistic values from Faker).
     """
 
-    def __init__(self, detectors: Iterable[str | Detector] = DEFAULT_DETECTORS, mode: str = "placeholder", seed: int = 0):
+    def __init__(self, detectors: Iterable[str | Detector] = DEFAULT_DETECTORS, mode: str = "placeholder", seed: int = 0,
+                 cache_size: int = 200_000):
+        """`cache_size`: distinct texts whose spans are kept (a curation pass sees the same system prompts again and
+        again; a serving process, mostly new texts, keeps a few)."""
         if mode not in ("placeholder", "fake"):
             raise ValueError(f"Unknown scrub mode {mode!r}; use 'placeholder' or 'fake'.")
         names = [d for d in detectors if isinstance(d, str)]
         self.detectors: list[Detector] = make_detectors(names) + [d for d in detectors if isinstance(d, Detector)]
-        self.mode, self.seed = mode, seed
+        self.mode, self.seed, self.cache_size = mode, seed, cache_size
         self._cache: dict[str, list[Span]] = {}
         if mode == "fake":
             _faker()  # fail early with the install hint
@@ -123,7 +138,7 @@ class Scrubber:
         hit = self._cache.get(text)
         if hit is None:
             hit = resolve_overlaps(s for d in self.detectors for s in d.find(text))
-            if len(self._cache) > 200_000:
+            if len(self._cache) > self.cache_size:
                 self._cache.clear()
             self._cache[text] = hit
         return hit
@@ -142,22 +157,33 @@ class Scrubber:
         error, workload, and metadata, where the caller's labels and upstream error bodies live)."""
         session = session or self.session()
         out = copy.copy(record)
-        strings: list[str] = []
-        for doc in (record.request, record.response, record.error, record.workload, record.metadata):
-            _collect(doc, strings)
-        for text in strings:  # pass 1: detect, in order of appearance
-            for s in self.find(text):
-                session.remember(s.type, text[s.start : s.end])
-                session.found[s.type] += 1
-        for text, type_ in _json_person_values(record.request, record.response, record.metadata):
-            session.remember(type_, text)
-            session.found[type_] += 1
+        self._detect([record.request, record.response, record.error, record.workload, record.metadata], session)
         scrub = lambda t: self._replace(t, session)  # noqa: E731
         out.request = _rewrite(record.request, scrub)
         out.response = _rewrite(record.response, scrub)
         out.error, out.workload = (scrub(t) if t else t for t in (record.error, record.workload))
         out.metadata = {**_rewrite(record.metadata, scrub), "scrubbed": dict(session.found)}
         return out
+
+    def scrub_request(self, request: dict, session: ScrubSession | None = None) -> tuple[dict, ScrubSession]:
+        """A scrubbed copy of a request, as `scrub_record` scrubs a logged one, and the session that maps its
+        replacements back (`ScrubSession.restore`)."""
+        session = session or self.session()
+        self._detect([request], session)
+        return _rewrite(request, lambda t: self._replace(t, session)), session
+
+    def _detect(self, docs: list[Any], session: ScrubSession) -> None:
+        """Pass 1: every PII value in `docs`, in order of appearance, remembered by the session."""
+        strings: list[str] = []
+        for doc in docs:
+            _collect(doc, strings)
+        for text in strings:
+            for s in self.find(text):
+                session.remember(s.type, text[s.start : s.end])
+                session.found[s.type] += 1
+        for text, type_ in _json_person_values(*(d for d in docs if isinstance(d, (dict, list)))):
+            session.remember(type_, text)
+            session.found[type_] += 1
 
     def _replace(self, text: str, session: ScrubSession) -> str:
         spans = list(self.find(text))
@@ -271,6 +297,7 @@ def _rewrite(value: Any, fn, key: str | None = None) -> Any:
 # --- fake values ----------------------------------------------------------------------------
 
 _FAKERS: dict[int, Any] = {}
+_FAKER_LOCK = threading.Lock()
 
 
 def _faker():
@@ -283,6 +310,11 @@ def _faker():
 
 def fake_value(type_: str, normalized: str, seed: int = 0) -> str:
     """A realistic fake value for `type_`, the same for the same input value and seed."""
+    with _FAKER_LOCK:  # seeding then drawing must not interleave with another thread's (a gateway's)
+        return _fake_value(type_, normalized, seed)
+
+
+def _fake_value(type_: str, normalized: str, seed: int) -> str:
     fk = _FAKERS.get(0)
     if fk is None:
         fk = _FAKERS[0] = _faker()("en_US")

@@ -44,6 +44,9 @@ from protege.train.kinds import TaskData, kind_named, output_kind_of
 
 log = logging.getLogger(__name__)
 
+PSEUDONYM_SEED = 0
+"""Seed of the fake values that replace PII in training calls; generative specialists replace a request's PII with
+the same values before they answer it (`BuildOptions.pseudonymized_seed`)."""
 MIN_LORA_S = 30.0
 """A LoRA training gets at least this much of the pass's budget, or does not start."""
 FREE_TEXT_REASON = ("free text: the task metric (ROUGE-L against the LLM's own answer) cannot show 98% of the LLM's "
@@ -199,8 +202,10 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
     # fake values, not <EMAIL_1> placeholders: a specialist trained on placeholders writes placeholders
     # when real text arrives (the shadow phase caught exactly that); realistic stand-ins keep the training
     # data private and shaped like what it will serve
-    splits = curate_calls(records, scrubber=Scrubber(mode="fake"), test_share=opts.test_share,
+    scrubber = Scrubber(mode="fake", seed=PSEUDONYM_SEED)
+    splits = curate_calls(records, scrubber=scrubber, test_share=opts.test_share,
                           min_test=settings.gates.min_examples, seed=opts.seed).datasets
+    raw = {r.id: r for r in records}
     profiles = sorted(analysis.profiles, key=lambda p: (-p.monthly_savings_usd[0], -p.calls))
     ladders: list[Ladder] = []
     for profile in profiles:
@@ -220,8 +225,9 @@ def run_pass(store: Store, settings: Settings, options: FlywheelOptions | None =
         split = splits.get(task_id)
         say(f"{task_id} ({profile.calls} calls, {profile.output_kind}): {reason}")
         history = sorted((r for r in records if r.task_id == task_id), key=lambda r: r.ts)
-        data = TaskData(task_id, output_kind_of(history), split.train if split else [], split.test if split else [],
-                        history)
+        # trained on the scrubbed calls, judged on the same held-out calls as they were sent: as they will be served
+        data = TaskData(task_id, output_kind_of(history), split.train if split else [],
+                        [raw[r.id] for r in split.test] if split else [], history)
         ladders.append(Ladder(store, settings, data, opts, profile.monthly_savings_usd[0], say))
     own_pool = pool is None
     try:
@@ -283,7 +289,8 @@ class Ladder:
         self._last_progress = 0.0
         self.build = BuildOptions(seed=opts.seed, threads=self.threads, model=opts.model,
                                   max_train_calls=opts.max_train_calls, epochs=opts.epochs, batch_size=opts.batch_size,
-                                  max_steps=opts.max_steps, licences=opts.licences, on_progress=self._progress)
+                                  max_steps=opts.max_steps, licences=opts.licences, on_progress=self._progress,
+                                  pseudonymized_seed=PSEUDONYM_SEED)
 
     def _progress(self, p) -> None:  # a line every 15 s, so a long run shows it is moving
         if time.time() - self._last_progress >= 15 or p.step == p.total_steps:
@@ -389,7 +396,9 @@ class Ladder:
             verdict, folder, cal = self.chosen
         else:
             tried = [c for c in self.candidates if c["verdict"] != "skip"]
-            reason = "; ".join(f"{c['kind']}: {c['reason']}" for c in tried) or "no specialist kind fits this task"
+            reason = "; ".join(f"{c['kind']}: {c['reason']}" for c in tried or self.candidates)
+            if not tried:  # nothing was built: every kind's reason to skip it (unfit, or the budget went elsewhere)
+                reason = f"no specialist kind was built ({reason or 'no kind to try'})"
             verdict = Verdict("hold", self.current.mode if self.current else "off", reason, {})
             folder = cal = None
         verdict.evidence["candidates"] = self.candidates

@@ -30,7 +30,7 @@ from protege.train.kinds import (
     sentence_embedder,
     user_text,
 )
-from protege.train.lora import LoraResponder
+from protege.train.lora import LoraResponder, pseudonymized_field
 
 K = 3
 """Examples shown per request (NVIDIA's data flywheel uses 1-3)."""
@@ -58,10 +58,11 @@ def with_examples(request: dict, shots: list[tuple[dict, dict]]) -> dict:
 class InContextResponder(LoraResponder):
     """A LoRA responder without an adapter whose requests carry their nearest logged calls as examples."""
 
-    def __init__(self, runtime: Any, model_name: str, folder: Path, k: int, labels: list[str] | None):
+    def __init__(self, runtime: Any, model_name: str, folder: Path, k: int, labels: list[str] | None,
+                 pseudonymized: dict | None = None):
         import numpy as np
 
-        super().__init__(runtime, model_name, labels=labels)
+        super().__init__(runtime, model_name, labels=labels, pseudonymized=pseudonymized)
         self.k = k
         self.vectors = np.load(folder / VECTORS)
         self.shots = [tuple(json.loads(line)) for line in (folder / EXAMPLES).read_text().splitlines()]
@@ -75,8 +76,8 @@ class InContextResponder(LoraResponder):
         best = np.argsort(-scores, kind="stable")[: self.k]
         return [self.shots[i] for i in reversed(best)]
 
-    def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
-        return super().respond(with_examples(request, self.nearest(request)), scope)
+    def prompt(self, request: dict) -> dict:
+        return with_examples(request, self.nearest(request))
 
 
 class InContextKind(SpecialistKind):
@@ -109,6 +110,7 @@ class InContextKind(SpecialistKind):
             "task": task.task_id, "kind": self.name, "output_kind": task.output_kind, "base_model": {"name": model},
             "examples_per_call": K, "embedder": "all-MiniLM-L6-v2", **({"labels": labels} if labels else {}),
             "splits": {"train": len(pairs), "test": len(task.test), "multi_turn_left_out": len(examples) - len(pairs)},
+            **pseudonymized_field(options),
         })
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
@@ -125,7 +127,7 @@ class InContextKind(SpecialistKind):
             raise FileNotFoundError(f"{folder}: its base model {base!r} is not served here; add it to "
                                     "$PROTEGE_HOME/models.toml or retrain the task")
         return InContextResponder(runtime, f"{base}-incontext", Path(folder), manifest.get("examples_per_call", K),
-                                  manifest.get("labels"))
+                                  manifest.get("labels"), manifest.get("pseudonymized"))
 
 
 register_kind(InContextKind)

@@ -59,6 +59,9 @@ class BuildOptions:
     licences: list[str] | None = None
     max_reuse_age_s: float = 30 * 86400
     on_progress: Any = None
+    pseudonymized_seed: int | None = None
+    """The training calls' PII was replaced by fake values with this seed (`Scrubber(mode="fake")`): a kind
+    that reads request text serves in that same space (`protege.train.lora.Pseudonymizer`)."""
 
 
 class Responder(ABC):

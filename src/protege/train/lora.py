@@ -10,6 +10,7 @@ manifest), so every answer is one of them; the router still checks the label.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,26 @@ from protege.specialist.artifact import load_specialist, refresh_manifest
 from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
 
 
+@lru_cache(maxsize=4)
+def pseudonymizer(seed: int) -> Any:
+    """The scrubber the flywheel curates training calls with (fake values, `seed`), to serve in their space."""
+    from protege.curate.scrub import Scrubber
+
+    try:
+        return Scrubber(mode="fake", seed=seed, cache_size=2_000)
+    except ImportError as e:
+        raise ImportError(f"this specialist learnt from calls whose PII was replaced by fake values and replaces the "
+                          f"PII of what it answers the same way, which needs the scrubber: {e}") from e
+
+
 class LoraResponder(Responder):
     def __init__(self, runtime: Any, model_name: str, pool: Any = None, adapter: str | None = None,
-                 labels: list[str] | None = None):
+                 labels: list[str] | None = None, pseudonymized: dict | None = None):
+        """`pseudonymized`: the manifest's record that the training calls' PII was replaced by fake values
+        (`{"seed": N}`): each request's PII is then replaced the same way before the model sees it, and the
+        answer's replacements are turned back into the request's own values. The model serves in the space it
+        was trained in (a product or company name the scrubber takes for a person was a fake name in training
+        too), and no caller's PII reaches it."""
         self.runtime, self.model_name = runtime, model_name
         self._pool, self._adapter = pool, adapter
         self._label_plan = None
@@ -27,12 +45,25 @@ class LoraResponder(Responder):
             from protege.models.constrain import plan_labels
 
             self._label_plan = plan_labels(labels)
+        self._scrubber = pseudonymizer(int(pseudonymized.get("seed", 0))) if pseudonymized else None
 
     def respond(self, request: dict, scope: str | None = None) -> tuple[dict | None, float | None]:
+        session = None
+        if self._scrubber is not None:
+            request, session = self._scrubber.scrub_request(request)
+        request = self.prompt(request)
         if not hasattr(self.runtime, "complete_scored"):  # a runtime that cannot score its answers
-            return self.runtime.complete(request), None
-        own = self._label_plan is not None and not request.get("response_format") and not request.get("tools")
-        return self.runtime.complete_scored(request, plan=self._label_plan if own else None)
+            completion, confidence = self.runtime.complete(request), None
+        else:
+            own = self._label_plan is not None and not request.get("response_format") and not request.get("tools")
+            completion, confidence = self.runtime.complete_scored(request, plan=self._label_plan if own else None)
+        if session is not None:
+            completion = {**completion, "choices": session.restore(completion.get("choices"))}
+        return completion, confidence
+
+    def prompt(self, request: dict) -> dict:
+        """What the model is asked for `request` (PII already replaced when the specialist pseudonymizes)."""
+        return request
 
     def queue_wait_s(self) -> float:
         wait = getattr(self.runtime, "estimated_wait_s", None)
@@ -42,6 +73,12 @@ class LoraResponder(Responder):
         """Unload the adapter (from llama.cpp, or from the serving engine at demotion)."""
         if self._pool is not None and self._adapter is not None:
             self._pool.unregister_adapter(self.model_name, self._adapter)
+
+
+def pseudonymized_field(options: BuildOptions) -> dict:
+    """The manifest field that makes the responder serve in the training calls' fake-value space (if they had one)."""
+    seed = options.pseudonymized_seed
+    return {} if seed is None else {"pseudonymized": {"mode": "fake", "seed": seed}}
 
 
 class LoraKind(SpecialistKind):
@@ -66,7 +103,8 @@ class LoraKind(SpecialistKind):
             from protege.specialist.examples import as_examples
 
             labels = sorted({str(ex.answer.get("content") or "").strip() for ex in as_examples(train)} - {""})
-        refresh_manifest(folder, kind=self.name, **({"labels": labels} if labels else {}))
+        refresh_manifest(folder, kind=self.name, **({"labels": labels} if labels else {}),
+                         **pseudonymized_field(options))
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
         spec = load_specialist(folder)
@@ -84,7 +122,8 @@ class LoraKind(SpecialistKind):
         pool.register_adapter(base, name, spec.gguf_adapter)
         runtime = pool.resolve(f"{base}:{name}")
         runtime.base.set_prompt_format(name, spec.prompt_format.render)
-        return LoraResponder(runtime, runtime.base.model_id, pool, name, spec.manifest.get("labels"))
+        return LoraResponder(runtime, runtime.base.model_id, pool, name, spec.manifest.get("labels"),
+                             spec.manifest.get("pseudonymized"))
 
 
 register_kind(LoraKind)
