@@ -80,6 +80,18 @@ def test_a_found_name_is_replaced_everywhere_including_its_parts(scrubber):
     assert out.request["messages"][1]["content"] == "Please reply to <PERSON_1> about her refund."
 
 
+def test_a_bare_name_key_is_a_person_only_when_its_value_reads_as_one(scrubber):
+    """`name` also names products and companies: an order line's product must reach training data as it is, or the
+    specialist learns product names as people's names (and meets real ones at serving)."""
+    answer = {"customer_name": "Xiadani Qorvalen", "items": [{"name": "Yoga Mat", "quantity": 3},
+                                                             {"name": "Insulated Water Bottle", "quantity": 1}],
+              "contact": {"name": "Zanele Oyelaran"}}
+    rec = _call("return 3x Yoga Mat and 1 Insulated Water Bottle", json.dumps(answer))
+    out = json.loads(scrubber.scrub_record(rec).response["choices"][0]["message"]["content"])
+    assert [i["name"] for i in out["items"]] == ["Yoga Mat", "Insulated Water Bottle"]
+    assert out["customer_name"] == "<PERSON_1>" and out["contact"]["name"].startswith("<PERSON_")
+
+
 def test_person_name_fields_in_json_are_scrubbed(scrubber):
     rec = _call("Extract the customer.", json.dumps({"customer_name": "Xiadani Qorvalen", "qty": 2}))
     out = scrubber.scrub_record(rec)

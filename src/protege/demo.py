@@ -201,7 +201,10 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
                            *(["--max-steps", str(opts.max_steps)] if opts.max_steps else [])])
             live_start = time.time()
             agent.answers.clear()  # from here on: live traffic, scored against the LLM's reference answers
-            routing = agent.wait_for_routes(lambda r: all(t in r["serving"] for t in r["routes"]))
+            with open_store(home / "protege.db") as store:  # what the pass decided; the gateway loads it next
+                decided = {t: r.mode for t, r in store.routes().items()}
+            routing = agent.wait_for_routes(lambda r: r["routes"] == decided and all(
+                t in r["serving"] or t in r["load_errors"] for t, m in decided.items() if m != "off"))
             say(f"[4/6] live calls while {len(routing['serving'])} specialists answer in shadow (the LLM still "
                 f"serves; the answers are compared), reviewed every {opts.shadow_chunk} calls until each has its "
                 f"evidence (at most {opts.shadow_calls} calls)")
@@ -209,7 +212,7 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
             rest = live[sent:]
             say(f"      {sent} calls in shadow")
             agent.wait_for_routes(lambda r: r["routes"] == modes and all(
-                t in r["serving"] for t, m in modes.items() if m != "off"))
+                t in r["serving"] or t in r["load_errors"] for t, m in modes.items() if m != "off"))
             serving = sorted(t for t, m in modes.items() if m == "on")
             say(f"[5/6] {len(rest)} more live calls; specialists now serve {', '.join(serving) or 'no task'}")
             ok, elapsed = agent.send_all(rest, opts.concurrency)

@@ -264,6 +264,7 @@ def _json_person_values(*docs: Any) -> list[tuple[str, str]]:
                 and not (key == "name" and parent is not None and ("arguments" in parent or "parameters" in parent))
                 and _NAME_VALUE.match(value)
                 and not any(c.isdigit() for c in value)
+                and (key.lower() != "name" or _reads_as_a_person(value))
             ):
                 found.append((value, "PERSON"))
         elif isinstance(value, dict):
@@ -276,6 +277,15 @@ def _json_person_values(*docs: Any) -> list[tuple[str, str]]:
     for doc in docs:
         walk(doc)
     return found
+
+
+def _reads_as_a_person(value: str) -> bool:
+    """For a bare `name` key, which also names products, companies and places ("items": [{"name": "Yoga Mat"}]):
+    a known first name, then one more word or a known last name ("Zanele Oyelaran", not "Rain Shell Jacket")."""
+    from protege.curate.gazetteer import load_gazetteer
+
+    words, gaz = value.split(), load_gazetteer()
+    return bool(words) and gaz.is_first(words[0]) and (len(words) <= 2 or gaz.is_last(words[-1]))
 
 
 def _rewrite(value: Any, fn, key: str | None = None) -> Any:
