@@ -30,7 +30,7 @@ from protege.train.kinds import (
     sentence_embedder,
     user_text,
 )
-from protege.train.lora import LoraResponder, pseudonymized_field
+from protege.train.lora import LoraResponder, serving_fields
 
 K = 3
 """Examples shown per request (NVIDIA's data flywheel uses 1-3)."""
@@ -103,14 +103,11 @@ class InContextKind(SpecialistKind):
         vectors = sentence_embedder().embed([user_text(ex.request) for ex, _ in pairs])
         np.save(folder / VECTORS, vectors.astype(np.float32))
         (folder / EXAMPLES).write_text("".join(json.dumps(shot, ensure_ascii=False) + "\n" for _, shot in pairs))
-        labels = None
-        if task.output_kind == "label":  # the output space its decoding is held to, as for LoRA
-            labels = sorted({str(ex.answer.get("content") or "").strip() for ex in examples} - {""})
         write_manifest(folder, {
             "task": task.task_id, "kind": self.name, "output_kind": task.output_kind, "base_model": {"name": model},
-            "examples_per_call": K, "embedder": "all-MiniLM-L6-v2", **({"labels": labels} if labels else {}),
+            "examples_per_call": K, "embedder": "all-MiniLM-L6-v2",
             "splits": {"train": len(pairs), "test": len(task.test), "multi_turn_left_out": len(examples) - len(pairs)},
-            **pseudonymized_field(options),
+            **serving_fields(task.output_kind, task.train, options),  # labels and pseudonymization, as for LoRA
         })
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:

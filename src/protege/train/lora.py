@@ -75,10 +75,19 @@ class LoraResponder(Responder):
             self._pool.unregister_adapter(self.model_name, self._adapter)
 
 
-def pseudonymized_field(options: BuildOptions) -> dict:
-    """The manifest field that makes the responder serve in the training calls' fake-value space (if they had one)."""
-    seed = options.pseudonymized_seed
-    return {} if seed is None else {"pseudonymized": {"mode": "fake", "seed": seed}}
+def serving_fields(output_kind: str, train: list, options: BuildOptions) -> dict:
+    """The manifest fields a `LoraResponder` serves by: for a label task, the labels the LLM gave in training (the
+    output space its decoding is held to); when the training calls' PII was replaced by fake values, that space."""
+    from protege.specialist.examples import as_examples
+
+    fields: dict[str, Any] = {}
+    if output_kind == "label":
+        labels = sorted({str(ex.answer.get("content") or "").strip() for ex in as_examples(train)} - {""})
+        if labels:
+            fields["labels"] = labels
+    if options.pseudonymized_seed is not None:
+        fields["pseudonymized"] = {"mode": "fake", "seed": options.pseudonymized_seed}
+    return fields
 
 
 class LoraKind(SpecialistKind):
@@ -98,13 +107,7 @@ class LoraKind(SpecialistKind):
         spec = load_specialist(folder)
         if spec.gguf_adapter is None:
             raise RuntimeError(f"no GGUF adapter ({spec.manifest.get('gguf_export_error')}): it cannot be served")
-        labels = None
-        if task.output_kind == "label":  # the output space its decoding is held to
-            from protege.specialist.examples import as_examples
-
-            labels = sorted({str(ex.answer.get("content") or "").strip() for ex in as_examples(train)} - {""})
-        refresh_manifest(folder, kind=self.name, **({"labels": labels} if labels else {}),
-                         **pseudonymized_field(options))
+        refresh_manifest(folder, kind=self.name, **serving_fields(task.output_kind, train, options))
 
     def open(self, folder: Path, pool: Any = None, heldout: bool = False) -> Responder:
         spec = load_specialist(folder)
