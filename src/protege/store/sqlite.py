@@ -126,21 +126,53 @@ def m005_data_keys(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE data_keys (key_id TEXT PRIMARY KEY, first_used_ts REAL NOT NULL)")
 
 
-def apply_migrations(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
-    """Run the migrations not yet recorded (stopping after `upto` if given); returns those run. Each runs in a
-    write transaction that re-checks it is still due, so processes opening a new file together apply it once."""
+OPEN_RETRY_S = 30.0
+
+
+def _open(path: str) -> tuple[sqlite3.Connection, list[str]]:
+    """A configured connection and the migrations it applied. Several processes opening a new file together can
+    get "database is locked" at once, without SQLite's busy wait (switching it to WAL, or a lock upgrade SQLite
+    refuses to avoid a deadlock): such an open is retried from the start for up to `OPEN_RETRY_S`."""
+    deadline, applied = time.monotonic() + OPEN_RETRY_S, []
+    while True:
+        db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA secure_delete=ON")  # deleted and re-sealed rows are overwritten, not left in free pages
+            db.isolation_level = ""  # back to implicit transactions for `with self.db:`
+            apply_migrations(db, applied=applied)  # what an attempt that then failed applied is counted too
+            return db, applied
+        except sqlite3.OperationalError as e:
+            db.close()
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        except BaseException:
+            db.close()
+            raise
+
+
+def apply_migrations(db: sqlite3.Connection, upto: str | None = None, applied: list[str] | None = None) -> list[str]:
+    """Run the migrations not yet recorded (stopping after `upto` if given); returns those run (appended to
+    `applied` if given, as each commits). Each runs in a write transaction that re-checks it is still due, so
+    processes opening a new file together apply it once."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    applied = []
+    applied = [] if applied is None else applied
     for name, fn in MIGRATIONS:
         if name not in done:
             db.execute("BEGIN IMMEDIATE")  # the write lock first: a concurrent opener waits here
             try:
-                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                due = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None
+                if due:
                     fn(db)
                     db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                    applied.append(name)
                 db.execute("COMMIT")
+                if due:
+                    applied.append(name)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -218,14 +250,7 @@ class SQLiteStore(Store):
             raise RuntimeError(f"Cannot create the folder of the protege database {self.path}: {e.strerror or e}. "
                                "Set PROTEGE_HOME to a writable folder, or pass --database FILE.") from e
         try:
-            self.db = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.execute("PRAGMA secure_delete=ON")  # deleted and re-sealed rows are overwritten, not left in free pages
-            self.db.isolation_level = ""  # back to implicit transactions for `with self.db:`
-            self.migrations_applied = apply_migrations(self.db)
+            self.db, self.migrations_applied = _open(str(path))
             self._check_data_keys()
         except sqlite3.DatabaseError as e:
             raise RuntimeError(
