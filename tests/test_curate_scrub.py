@@ -50,6 +50,15 @@ def test_no_false_alarms_on_lookalikes(scrubber):
     assert scrubber.find(text) == []
 
 
+def test_sentence_openers_and_line_labels_are_not_names(scrubber):
+    """spaCy reads some capitalised sentence starts as people ("Can I", "When"): a span of English function words,
+    a header label or a sign-off alone is never replaced; the name next to it still is."""
+    text = ("Email: ana.silva@example.com\nCan I return the jacket? When does it ship? How do I pay?\n"
+            "Cheers,\nAna Silva")
+    found = {text[s.start:s.end] for s in scrubber.find(text)}
+    assert found == {"ana.silva@example.com", "Ana Silva"}, found
+
+
 def _call(user: str, answer: str, args: dict | None = None) -> CallRecord:
     msg = {"role": "assistant", "content": answer}
     if args is not None:

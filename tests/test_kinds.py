@@ -477,3 +477,55 @@ def test_forgetting_calls_removes_their_answers_and_vectors_from_reuse(tmp_path)
         index = json.loads((tmp_path / "faq" / f"{prefix}reuse_index.json").read_text())
         assert not any("Canada" in e["message"]["content"] for e in index.values())
         assert set(NearIndex.load(tmp_path / "faq" / (prefix + NEAR)).keys) <= set(index)
+
+
+def test_word_features_match_scikit_learns_tfidf():
+    """The classifier's TF-IDF is computed in numpy at serving: it must equal what scikit-learn computes."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from protege.train.classifier import WordFeatures
+
+    rng = random.Random(3)
+    texts = [" ".join(rng.choice(PHRASES[label]) for label in rng.sample(sorted(PHRASES), 2)) for _ in range(30)]
+    ours = WordFeatures.fit(texts)
+    theirs = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(texts)
+    assert set(ours.index) == set(theirs.vocabulary_)
+    order = [theirs.vocabulary_[t] for t in sorted(ours.index, key=ours.index.get)]
+    unseen = ["my parcel crashes when I open the invoice", "nothing known here", ""]
+    np.testing.assert_allclose(ours.transform(texts + unseen), theirs.transform(texts + unseen).toarray()[:, order],
+                               atol=1e-6)
+
+
+def test_a_pseudonymized_classifier_reads_its_training_space_and_answers_in_the_callers_terms(tmp_path):
+    """A classifier built on calls whose PII was replaced by fake values reads each request with the same
+    replacements, and a canned answer naming the fake customer names the caller again."""
+    from protege.curate.scrub import Scrubber
+    from protege.train.kinds import user_text
+
+    topics = {"shipping": ["when will my parcel arrive", "how long does delivery take", "is my package on its way"],
+              "returns": ["can I send the shoes back", "how do I return an item", "is a return free of charge"]}
+    sender = "From: Priya Müller <priya.muller@fastmail.com>\n\n"
+    answers = {"shipping": "Hi Priya Müller, delivery takes 3 business days.",
+               "returns": "Hi Priya Müller, returns are free within 30 days."}
+    pairs = [{"request": {"model": "gpt-4o", "messages": [{"role": "system", "content": FAQ_SYSTEM},
+                                                          {"role": "user", "content": f"{sender}{q}?"}]},
+              "response": completion(answers[topic], i)}
+             for i, (topic, q) in enumerate((t, q) for t, qs in topics.items() for q in qs * 4)]
+    scrubber = Scrubber(mode="fake", seed=0)
+    curated = [scrubber.scrub_record(r) for r in records_of(pairs)]
+    assert "Priya" not in json.dumps([r.response for r in curated])
+    classifier = next(k for k in kinds() if k.name == "classifier")
+    classifier.build(TaskData("faq", "text", curated, []), tmp_path / "faq", BuildOptions(pseudonymized_seed=0))
+    responder = classifier.open(tmp_path / "faq")
+    seen: list[str] = []
+
+    class Recording:  # the shared MiniLM embedder, noting what it is given
+        def embed(self, texts, inner=responder.embedder):
+            seen.extend(texts)
+            return inner.embed(texts)
+
+    responder.embedder = Recording()
+
+    answer, confidence = responder.respond(pairs[0]["request"])
+    assert seen == [user_text(curated[0].request)] and "Priya" not in seen[0]  # no caller PII reaches the head
+    assert answer["choices"][0]["message"]["content"] == answers["shipping"] and confidence > 0.5

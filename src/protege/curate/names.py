@@ -86,6 +86,17 @@ _NOT_NAMES = {
     "Saturday", "Sunday", "Today", "Tomorrow", "Yes", "No", "Ok", "Okay", "Good", "Best", "Regards", "Sincerely",
 }
 _NOT_NAMES_SET = frozenset(_NOT_NAMES) | {w.title() for w in _COMMON_FIRST}
+_FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "i", "me", "my", "we", "our", "you", "your", "he", "his", "she", "her", "it", "its", "they",
+    "their", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "when", "where", "why", "how",
+    "can", "could", "would", "should", "will", "shall", "may", "might", "must", "do", "does", "did", "is", "are", "was",
+    "were", "am", "be", "been", "have", "has", "had", "if", "so", "and", "or", "but", "not", "no", "yes", "please",
+    "let", "lets", "let's", "it's", "i'm", "i'd", "i've",
+})
+"""English words that open a question or sentence: a span made only of them ("Can I", "What", "How do") is spaCy
+reading a capitalised sentence start as a name, never a person."""
+_LABEL_WORDS = frozenset({"Email", "E-mail", "Phone", "Subject", "Cheers", "Thx", "Greetings"})
+"""Header labels and sign-offs ("Email: ...", "Cheers,") that open a line the way a name does."""
 
 @lru_cache(maxsize=1)
 def load_spacy_ner():
@@ -117,6 +128,8 @@ def _clean_name(text: str, start: int, end: int) -> tuple[int, int] | None:
         end -= 2
     value = text[start:end]
     if len(value) < 2 or any(c.isdigit() for c in value) or "@" in value or "\n" in value or value in _NOT_NAMES:
+        return None
+    if value in _LABEL_WORDS or all(w.lower() in _FUNCTION_WORDS for w in value.split()):
         return None
     if value.isupper():
         return None  # "JFK", "USD MXN": codes and acronyms, not names

@@ -61,7 +61,7 @@ class BuildOptions:
     on_progress: Any = None
     pseudonymized_seed: int | None = None
     """The training calls' PII was replaced by fake values with this seed (`Scrubber(mode="fake")`): a kind
-    that reads request text serves in that same space (`protege.train.lora.Pseudonymizer`)."""
+    that reads request text serves in that same space (`pseudonymizer`)."""
 
 
 class Responder(ABC):
@@ -154,6 +154,30 @@ def open_specialist(folder: str | Path, pool: Any = None) -> tuple[dict, Respond
 
     spec = load_specialist(folder)
     return spec.manifest, kind_named(spec.manifest.get("kind", "lora")).open(spec.folder, pool)
+
+
+@lru_cache(maxsize=4)
+def pseudonymizer(seed: int) -> Any:
+    """The scrubber the flywheel curates training calls with (fake values, `seed`), to serve in their space."""
+    from protege.curate.scrub import Scrubber
+
+    try:
+        return Scrubber(mode="fake", seed=seed, cache_size=2_000)
+    except ImportError as e:
+        raise ImportError(f"this specialist learnt from calls whose PII was replaced by fake values and replaces the "
+                          f"PII of what it answers the same way, which needs the scrubber: {e}") from e
+
+
+def pseudonymized_field(options: BuildOptions) -> dict:
+    """The manifest field of a specialist whose training calls' PII was replaced by fake values (empty if not)."""
+    seed = options.pseudonymized_seed
+    return {} if seed is None else {"pseudonymized": {"mode": "fake", "seed": seed}}
+
+
+def pseudonymizer_for(manifest: dict) -> Any:
+    """The scrubber a specialist serves with (None: it learnt from calls as they were)."""
+    record = manifest.get("pseudonymized")
+    return pseudonymizer(int(record.get("seed", 0))) if record else None
 
 
 def output_kind_of(records: list[CallRecord]) -> str:

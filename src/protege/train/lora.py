@@ -10,24 +10,19 @@ manifest), so every answer is one of them; the router still checks the label.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from protege.specialist.artifact import load_specialist, refresh_manifest
-from protege.train.kinds import BuildOptions, Responder, SpecialistKind, TaskData, register_kind
-
-
-@lru_cache(maxsize=4)
-def pseudonymizer(seed: int) -> Any:
-    """The scrubber the flywheel curates training calls with (fake values, `seed`), to serve in their space."""
-    from protege.curate.scrub import Scrubber
-
-    try:
-        return Scrubber(mode="fake", seed=seed, cache_size=2_000)
-    except ImportError as e:
-        raise ImportError(f"this specialist learnt from calls whose PII was replaced by fake values and replaces the "
-                          f"PII of what it answers the same way, which needs the scrubber: {e}") from e
+from protege.train.kinds import (
+    BuildOptions,
+    Responder,
+    SpecialistKind,
+    TaskData,
+    pseudonymized_field,
+    pseudonymizer,
+    register_kind,
+)
 
 
 class LoraResponder(Responder):
@@ -85,9 +80,7 @@ def serving_fields(output_kind: str, train: list, options: BuildOptions) -> dict
         labels = sorted({str(ex.answer.get("content") or "").strip() for ex in as_examples(train)} - {""})
         if labels:
             fields["labels"] = labels
-    if options.pseudonymized_seed is not None:
-        fields["pseudonymized"] = {"mode": "fake", "seed": options.pseudonymized_seed}
-    return fields
+    return {**fields, **pseudonymized_field(options)}
 
 
 class LoraKind(SpecialistKind):
