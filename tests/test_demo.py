@@ -36,8 +36,8 @@ def test_demo_runs_the_whole_loop(tmp_path, monkeypatch):
     assert list((home / "spool").glob("*.jsonl")) == []  # flushed at shutdown
 
 
-def test_demo_on_your_own_traces_finds_tasks_and_explains_the_gate(tmp_path, monkeypatch):
-    """`protege demo --traces FILE`: a user's own calls (no task labels), the same loop, every verdict explained."""
+def demo_on_own_traces(tmp_path, monkeypatch, shadow_calls: int):
+    """`protege demo --traces` on 300 calls of two tasks (two thirds triage, one third FAQ): (home, result)."""
     import random
 
     from tests.test_kinds import FAQ, faq_pair, triage_pair
@@ -49,8 +49,15 @@ def test_demo_on_your_own_traces_finds_tasks_and_explains_the_gate(tmp_path, mon
     traces.write_text("".join(json.dumps(p) + "\n" for p in pairs))
     home = tmp_path / "demo"
     out = CliRunner().invoke(app, ["demo", "--home", str(home), "--traces", str(traces), "--min-examples", "10",
-                                   "--shadow-calls", "120", "--embedder", "hashing", "--lora-budget-s", "0", "--json"])
+                                   "--shadow-calls", str(shadow_calls), "--embedder", "hashing",
+                                   "--lora-budget-s", "0", "--json"])
     assert out.exit_code == 0, out.output
+    return home, out
+
+
+def test_demo_on_your_own_traces_finds_tasks_and_explains_the_gate(tmp_path, monkeypatch):
+    """`protege demo --traces FILE`: a user's own calls (no task labels), the same loop, every verdict explained."""
+    home, out = demo_on_own_traces(tmp_path, monkeypatch, shadow_calls=120)
     summary = json.loads(out.stdout[out.stdout.index("{"):])
     assert summary["live_calls"] == 90 and summary["served_by_specialists"] > 0
     # reviewed every 40 calls: the phase ends once both specialists have their evidence, before the live calls run out
@@ -60,6 +67,18 @@ def test_demo_on_your_own_traces_finds_tasks_and_explains_the_gate(tmp_path, mon
         gated = [d for d in store.decisions() if d.actor == "gate"]
     assert gated and all(d.evidence.get("candidates") for d in gated)  # every verdict says which kinds were tried
     assert "why each task is (not) served" in out.stderr
+
+
+def test_a_specialist_short_of_evidence_after_the_shadow_phase_is_reviewed_again_later(tmp_path, monkeypatch):
+    """20 shadow calls give the FAQ's reuse specialist (a third of the calls) fewer than the 10 comparisons it
+    needs: it keeps answering in shadow during the rest of the live calls, and a later review puts it on."""
+    home, out = demo_on_own_traces(tmp_path, monkeypatch, shadow_calls=20)
+    assert "      20 calls in shadow" in out.stderr and "still in shadow, reviewed every 20 calls" in out.stderr
+    assert "shadow →" in out.stderr.split("20 calls in shadow")[1]  # a review after the shadow phase decided
+    with open_store(home / "protege.db") as store:
+        assert "shadow" not in {r.mode for r in store.routes().values()}
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["live_calls"] == 90 and summary["served_by_specialists"] > 0
 
 
 def test_demo_refuses_traces_it_cannot_use(tmp_path):

@@ -432,7 +432,8 @@ def demo(
     eval_calls: Annotated[int, typer.Option(help="Held-out calls per task to evaluate and calibrate on.")] = 30,
     min_examples: Annotated[int, typer.Option(help="Held-out calls the promotion gate needs.")] = 30,
     shadow_calls: Annotated[int, typer.Option(help="At most this many live calls while new specialists are in shadow "
-                                              "(reviewed every 40 calls; the phase ends when none is left in shadow).")] = 200,
+                                              "(reviewed every 40 calls; the phase ends when none is left in shadow); one still in shadow "
+                                              "after them is reviewed every this many calls.")] = 200,
     embedder: Annotated[str, typer.Option(help="'minilm' or 'hashing' (no model, faster, for tests).")] = "minilm",
     concurrency: Annotated[int, typer.Option(help="Parallel client connections.")] = 16,
     lora_budget_s: Annotated[float, typer.Option(help="Seconds of LoRA training in the flywheel pass.")] = 540,

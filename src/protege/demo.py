@@ -122,7 +122,9 @@ class DemoOptions:
     history_share: float = 0.7
     """The first part is the history the flywheel learns from; the rest is live traffic it never saw."""
     shadow_calls: int = 200
-    """At most this many live calls are sent while new specialists answer in shadow."""
+    """At most this many live calls are sent while new specialists answer in shadow (`shadow_chunk` at a time, 4
+    clients); a specialist still in shadow after them keeps answering beside the LLM while the rest of the live
+    calls go at full concurrency, its evidence reviewed every `shadow_calls` calls."""
     shadow_chunk: int = 40
     """Live calls between two reviews of the shadow evidence: the shadow phase ends at the first review that
     leaves no specialist in shadow (each was put on or demoted), as `protege flywheel watch` would."""
@@ -203,20 +205,28 @@ def run_demo(home: Path, options: DemoOptions | None = None, console=None) -> di
             agent.answers.clear()  # from here on: live traffic, scored against the LLM's reference answers
             with open_store(home / "protege.db") as store:  # what the pass decided; the gateway loads it next
                 decided = {t: r.mode for t, r in store.routes().items()}
-            routing = agent.wait_for_routes(lambda r: r["routes"] == decided and all(
-                t in r["serving"] or t in r["load_errors"] for t, m in decided.items() if m != "off"))
+            routing = _wait_until_serving(agent, decided)
             say(f"[4/6] live calls while {len(routing['serving'])} specialists answer in shadow (the LLM still "
                 f"serves; the answers are compared), reviewed every {opts.shadow_chunk} calls until each has its "
                 f"evidence (at most {opts.shadow_calls} calls)")
             modes, sent = _shadow_phase(agent, live[: opts.shadow_calls], opts.shadow_chunk, home, say)
             rest = live[sent:]
             say(f"      {sent} calls in shadow")
-            agent.wait_for_routes(lambda r: r["routes"] == modes and all(
-                t in r["serving"] or t in r["load_errors"] for t, m in modes.items() if m != "off"))
+            _wait_until_serving(agent, modes)
             serving = sorted(t for t, m in modes.items() if m == "on")
-            say(f"[5/6] {len(rest)} more live calls; specialists now serve {', '.join(serving) or 'no task'}")
-            ok, elapsed = agent.send_all(rest, opts.concurrency)
-            say(f"      {ok}/{len(rest)} answered in {elapsed:.1f} s")
+            waiting = sorted(t for t, m in modes.items() if m == "shadow")
+            say(f"[5/6] {len(rest)} more live calls; specialists now serve {', '.join(serving) or 'no task'}"
+                + (f"; still in shadow, reviewed every {opts.shadow_calls} calls: {', '.join(waiting)}" if waiting else ""))
+            ok, elapsed = 0, 0.0
+            while rest:  # a specialist short of evidence keeps answering beside the LLM, as under `flywheel watch`
+                batch, rest = (rest[: opts.shadow_calls], rest[opts.shadow_calls:]) if waiting else (rest, [])
+                done, took = agent.send_all(batch, opts.concurrency)
+                ok, elapsed = ok + done, elapsed + took
+                if waiting and rest:
+                    modes = _review(agent, home, say)
+                    _wait_until_serving(agent, modes)
+                    waiting = sorted(t for t, m in modes.items() if m == "shadow")
+            say(f"      {ok}/{len(live) - sent} answered in {elapsed:.1f} s")
         finally:
             stop_process(gateway)
     finally:
@@ -270,20 +280,31 @@ class _Agent:
 def _shadow_phase(agent: _Agent, calls: list[dict], chunk: int, home: Path, say) -> tuple[dict, int]:
     """Send `calls` in chunks, reviewing the shadow evidence after each, until no route is left in shadow;
     returns the routes' modes and how many calls were sent."""
-    from protege.config import load_settings
-    from protege.flywheel import review_routes
-
-    settings = load_settings(home / "protege.toml")
     sent = 0
     while True:
         agent.send_all(calls[sent: sent + chunk], 4)
         sent = min(len(calls), sent + chunk)
-        agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
-        with open_store(home / "protege.db") as store:  # `protege flywheel run --review-only`, in this process
-            review_routes(store, settings, say)
-            modes = {t: r.mode for t, r in store.routes().items()}
+        modes = _review(agent, home, say)
         if sent >= len(calls) or "shadow" not in modes.values():
             return modes, sent
+
+
+def _review(agent: _Agent, home: Path, say) -> dict:
+    """`protege flywheel run --review-only`, in this process, once every shadow comparison sent so far is
+    stored; returns the routes' modes."""
+    from protege.config import load_settings
+    from protege.flywheel import review_routes
+
+    agent.wait_for_routes(lambda r: r["shadow_pending"] == 0)
+    with open_store(home / "protege.db") as store:
+        review_routes(store, load_settings(home / "protege.toml"), say)
+        return {t: r.mode for t, r in store.routes().items()}
+
+
+def _wait_until_serving(agent: _Agent, modes: dict) -> dict:
+    """Until the gateway routes by `modes` and has loaded (or failed to load) every specialist they use."""
+    return agent.wait_for_routes(lambda r: r["routes"] == modes and all(
+        t in r["serving"] or t in r["load_errors"] for t, m in modes.items() if m != "off"))
 
 
 def _protege(env: dict, args: list[str]) -> None:
