@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from protege.cli import app
+from protege.evaluate.metrics import wilson_ci
 from protege.gateway.auth import create_key
 from protege.records import CallRecord
-from protege.report.savings import build_report, render_html, render_terminal, wilson_ci
+from protege.report.savings import build_report, render_html, render_terminal
 from protege.store import Decision, Route, ShadowResult, open_store
 
 T0 = 1_750_000_000.0

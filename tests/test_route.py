@@ -62,6 +62,13 @@ def test_live_review_moves_shadow_to_on_and_demotes():
     assert review_live(shadow, extraction, policy).mode_to == "on"  # served 98.1%, routed 99.0% of the LLM's
     stricter = GatePolicy(shadow_calls=10, min_quality_ratio=0.995)
     assert "routed 99.0% of the LLM's; needs 99.5% routed" in review_live(shadow, extraction, stricter).reason
+    # one wrong answer in 11 (routed 95.4%, under the bar) does not exclude the bar yet: more evidence decides
+    one_wrong = review_live(shadow, LiveStats(shadow=11, shadow_agree=10, shadow_score=10, shadow_total=20), policy)
+    assert (one_wrong.action, one_wrong.mode_to) == ("keep", "shadow") and "not excluded yet" in one_wrong.reason
+    window_full = LiveStats(shadow=55, shadow_agree=50, shadow_score=50, shadow_total=policy.live_window)
+    assert review_live(shadow, window_full, policy).action == "demote"  # the window is full: decided as it stands
+    conclusive = LiveStats(shadow=40, shadow_agree=36, shadow_score=36, shadow_total=70)  # at most 97.7% routed
+    assert review_live(shadow, conclusive, policy).action == "demote"
     on = Route("t", "on", "/s")
     assert review_live(on, LiveStats(routed=9, fallbacks=9), policy).action == "keep"  # too few calls to judge
     assert "fell back" in review_live(on, LiveStats(routed=20, served=5, fallbacks=15), policy).reason

@@ -14,6 +14,7 @@ registered in `METRICS` by output kind, the same way a plugin would add one.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import unicodedata
@@ -276,3 +277,14 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, samples: 
     lo = means[int((1 - confidence) / 2 * samples)]
     hi = means[min(samples - 1, int((1 + confidence) / 2 * samples))]
     return (lo, hi)
+
+
+def wilson_ci(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound for small n and rates near 0 or 1); `successes`
+    may be a sum of scores in [0, 1]."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 import time
 from collections import Counter
@@ -18,22 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from protege.evaluate.metrics import percentile
+from protege.evaluate.metrics import percentile, wilson_ci
 from protege.report.candidates import candidates_html, change_text, latest_gates, render_why, specialist_kind
 from protege.report.charts import columns, interval, lines, page
 from protege.report.formats import counts, ms, pct, usd, when
 from protege.specialist.artifact import EVAL_REPORT
 from protege.store import CallFilter, Store
-
-
-def wilson_ci(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound for small n and rates near 0 or 1)."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _llm_cost_per_call(stats: dict) -> float | None:

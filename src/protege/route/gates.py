@@ -8,8 +8,12 @@ specialist starts in `shadow` (answers beside the LLM, compared, never served) w
 says so; `review_live` judges the live shadow comparisons by the same task metric the gate used:
 after `shadow_calls` answers it would have served, it moves the specialist from shadow to `on` when
 those answers score at least `min_shadow_agreement` on average and the live routed quality
-(specialist where sure, LLM elsewhere) is at least `min_quality_ratio`, and demotes it to `off`
-otherwise, or when live invalid outputs or fallbacks pass their thresholds. (Exact agreement is
+(specialist where sure, LLM elsewhere) is at least `min_quality_ratio`. Under a bar, it stays in
+shadow while the evidence cannot exclude the bar yet (the bar is inside the 95% interval) and the
+window of `live_window` comparisons is not full, and is demoted to `off` once it can or the window
+is full; a specialist that serves is demoted when live invalid outputs or fallbacks pass their
+thresholds. Shadow answers serve nobody, so waiting for evidence costs only compute, where
+deciding on 10-20 comparisons lets one wrong answer decide. (Exact agreement is
 kept in the evidence: for JSON a single wrong field makes an answer disagree, which a mean field F1
 of 0.98 allows.) Every outcome is a `Decision` with its evidence in the store.
 """
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from protege.config import GatePolicy
+from protege.evaluate.metrics import wilson_ci
 from protege.pricing import LOCAL_USD_PER_HOUR, local_cost
 from protege.records import CallRecord
 from protege.route.calibrate import Calibration
@@ -142,6 +147,14 @@ def live_stats(records: Sequence[CallRecord], shadows: Sequence[ShadowResult],
     return stats
 
 
+def _may_pass(stats: LiveStats, policy: GatePolicy) -> bool:
+    """Whether the shadow evidence so far still allows the bars (the 95% upper bounds of served and routed
+    quality reach them): with 10-20 comparisons, one wrong answer can put an estimate under the bar."""
+    _, served_hi = wilson_ci(stats.shadow_score, stats.shadow)
+    routed_hi = (served_hi * stats.shadow + stats.shadow_total - stats.shadow) / stats.shadow_total
+    return served_hi >= policy.min_shadow_agreement and routed_hi >= policy.min_quality_ratio
+
+
 def review_live(route: Route, stats: LiveStats, policy: GatePolicy, coverage: float = 1.0) -> Verdict:
     """Shadow → on, or demotion, from live evidence; "keep" when there is not enough of it. `coverage`: the
     share of calls the calibration expected the specialist to answer (the rest fall back by design)."""
@@ -158,6 +171,9 @@ def review_live(route: Route, stats: LiveStats, policy: GatePolicy, coverage: fl
             short.append(f"needs {policy.min_shadow_agreement:.0%} served")
         if stats.routed_quality < policy.min_quality_ratio:
             short.append(f"needs {policy.min_quality_ratio:.1%} routed")
+        if short and route.mode == "shadow" and stats.shadow_total < policy.live_window and _may_pass(stats, policy):
+            return Verdict("keep", route.mode, f"{live}; {', '.join(short)}, not excluded yet: more shadow "
+                           f"comparisons decide (at most {policy.live_window})", evidence)
         if short:
             return Verdict("demote", "off", f"{live}; {', '.join(short)}", evidence)
         if route.mode == "shadow":
